@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "APIError",
+    "ClientClosed",
     "ConfigurationError",
     "DeliveryError",
     "MessageTooLarge",
@@ -140,3 +141,10 @@ class OAuthError(DeliveryError):
         self.code = code
         self.message = message
         super().__init__(f"OAuth token request failed: {code}: {message}" + (f" ({status})" if status else ""))
+
+
+class ClientClosed(DeliveryError):
+    """The client was closed: it accepts no new messages."""
+
+    def __init__(self) -> None:
+        super().__init__("client is closed; message not accepted")

@@ -38,7 +38,7 @@ class RandomSource(Protocol):
 
 class RequestPurpose(enum.Enum):
     BATCH = "batch"
-    TOKEN = "token"
+    TOKEN = "token"  # noqa: S105 - a purpose, not a password
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,7 +61,6 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
             f"Request(id={self.id}, purpose={self.purpose.value}, method={self.method}, url={self.url}, "
             f"body_bytes={len(self.body)}, message_count={self.message_count}, retry_count={self.retry_count})"
         )
-
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,696 @@
+"""The delivery engine: a pure state machine that decides what to send, when, and
+what every outcome means.
+
+The runtime feeds it inputs (``enqueue``, ``flush``, ``close``, ``poll``,
+``receive_response``, ``receive_failure``, ``reset_after_fork``), always with
+the current time, and drains outputs with ``next_outputs()``: requests to send,
+messages delivered, messages failed. ``next_deadline()`` says when to poll
+again if nothing else happens. The engine owns no threads, locks or clocks; a
+runtime calling it from several threads serialises access itself.
+
+Every accepted message ends in exactly one ``MessagesDelivered`` or
+``MessagesFailed``. Messages wait in a FIFO queue of their encoded bytes (the
+cheapest form to hold, and exactly what goes on the wire) until a batch is due;
+a batch keeps its messages across retries. Batches are sent in order, and a
+batch waiting for its retry holds back the ones behind it, so message order is
+kept. All state transitions are the two tables below.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from ._constants import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_RATE_LIMIT_DURATION,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+    DEFAULT_UPLOAD_INTERVAL,
+    DEFAULT_UPLOAD_SIZE,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+)
+from ._errors import (
+    ClientClosed,
+    ConfigurationError,
+    DeliveryError,
+    QueueFull,
+    RateLimitExceeded,
+    RetriesExhausted,
+    ShutdownDeadline,
+    TransportError,
+)
+from ._events import (
+    MessagesDelivered,
+    MessagesFailed,
+    Output,
+    RandomSource,
+    Request,
+    RequestPurpose,
+    Response,
+    TransportFailure,
+)
+from ._requests import BatchRequestBuilder, basic_authorization
+from ._retry import Verdict, api_error_from_response, backoff_delay, classify_status, parse_retry_after
+
+__all__ = [
+    "Authorizer",
+    "BatchState",
+    "Engine",
+    "EngineConfig",
+    "EngineState",
+    "Enqueued",
+    "Stats",
+]
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that shapes delivery. Defaults are segment-analytics-python 2.4's."""
+
+    write_key: str
+    host: str = DEFAULT_HOST
+    upload_size: int = DEFAULT_UPLOAD_SIZE
+    upload_interval: float = DEFAULT_UPLOAD_INTERVAL
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF_DURATION
+    max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    gzip: bool = False
+    # An ``OAuthConfig``; typed loosely here so the engine does not import PyJWT unless OAuth is on.
+    oauth: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.write_key, str) or not self.write_key:
+            raise ConfigurationError("write_key must be a non-empty str")
+        if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
+            raise ConfigurationError("host must be an http:// or https:// URL")
+        _require_int("upload_size", self.upload_size, 1)
+        _require_int("max_queue_size", self.max_queue_size, 1)
+        _require_int("max_queue_bytes", self.max_queue_bytes, MAX_MESSAGE_BYTES)
+        _require_int("max_retries", self.max_retries, 0)
+        _require_int("max_in_flight", self.max_in_flight, 1)
+        _require_number("upload_interval", self.upload_interval)
+        _require_number("max_total_backoff_duration", self.max_total_backoff_duration)
+        _require_number("max_rate_limit_duration", self.max_rate_limit_duration)
+
+    def __repr__(self) -> str:
+        # The write key is a secret: never shown.
+        return f"EngineConfig(host={self.host!r}, upload_size={self.upload_size}, oauth={self.oauth is not None})"
+
+
+def _require_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int of at least {minimum}")
+
+
+def _require_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(f"{name} must be a non-negative number")
+
+
+class Authorizer(Protocol):
+    """How batch requests are authorised: a static Basic header, or an OAuth token lifecycle."""
+
+    def authorization(self, *, now: float) -> str | None: ...
+
+    def poll(self, *, now: float, wall: float) -> Any: ...
+
+    def receive_response(self, response: Response, *, now: float, wall: float) -> None: ...
+
+    def receive_failure(self, failure: TransportFailure, *, now: float) -> None: ...
+
+    def invalidate(self, *, now: float) -> None: ...
+
+    @property
+    def failure(self) -> DeliveryError | None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def reset(self) -> None: ...
+
+
+class _BasicAuthorizer:
+    """The write key as HTTP Basic credentials: always ready, nothing to request."""
+
+    __slots__ = ("_header",)
+
+    def __init__(self, write_key: str) -> None:
+        self._header = basic_authorization(write_key)
+
+    def __repr__(self) -> str:
+        return "BasicAuthorizer()"
+
+    def authorization(self, *, now: float) -> str | None:
+        return self._header
+
+    def poll(self, *, now: float, wall: float) -> None:
+        return None
+
+    def receive_response(self, response: Response, *, now: float, wall: float) -> None:
+        raise AssertionError("basic authorization sends no requests")
+
+    def receive_failure(self, failure: TransportFailure, *, now: float) -> None:
+        raise AssertionError("basic authorization sends no requests")
+
+    def invalidate(self, *, now: float) -> None:
+        return None
+
+    @property
+    def failure(self) -> DeliveryError | None:
+        return None
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def reset(self) -> None:
+        return None
+
+
+class Enqueued(enum.Enum):
+    """A message was accepted. WAKE: the runtime should poll soon (the queue was
+    empty or a batch is now full); QUIET: the deadline it sleeps on still holds."""
+
+    QUIET = "quiet"
+    WAKE = "wake"
+
+
+class EngineState(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # accepting nothing, delivering what is queued until the deadline
+    CLOSED = "closed"
+
+
+class _EngineEvent(enum.Enum):
+    CLOSE = "close"
+    DRAINED = "drained"
+    DEADLINE = "deadline"
+
+
+_ENGINE_TRANSITIONS: Final[dict[tuple[EngineState, _EngineEvent], EngineState]] = {
+    (EngineState.OPEN, _EngineEvent.CLOSE): EngineState.CLOSING,
+    (EngineState.OPEN, _EngineEvent.DRAINED): EngineState.OPEN,
+    (EngineState.CLOSING, _EngineEvent.CLOSE): EngineState.CLOSING,
+    (EngineState.CLOSING, _EngineEvent.DRAINED): EngineState.CLOSED,
+    (EngineState.CLOSING, _EngineEvent.DEADLINE): EngineState.CLOSED,
+    (EngineState.CLOSED, _EngineEvent.CLOSE): EngineState.CLOSED,
+    (EngineState.CLOSED, _EngineEvent.DRAINED): EngineState.CLOSED,
+}
+
+
+class BatchState(enum.Enum):
+    WAITING = "waiting"  # formed, to be sent at ``ready_at`` (first attempt or retry)
+    IN_FLIGHT = "in_flight"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class _BatchEvent(enum.Enum):
+    SEND = "send"
+    SUCCEED = "succeed"
+    RETRY = "retry"  # counted retry after a backoff
+    PAUSE = "pause"  # Retry-After: wait with the whole pipeline, uncounted
+    FAIL = "fail"
+    ABANDON = "abandon"  # shutdown deadline, fork, or OAuth failure
+
+
+_BATCH_TRANSITIONS: Final[dict[tuple[BatchState, _BatchEvent], BatchState]] = {
+    (BatchState.WAITING, _BatchEvent.SEND): BatchState.IN_FLIGHT,
+    (BatchState.WAITING, _BatchEvent.ABANDON): BatchState.FAILED,
+    (BatchState.IN_FLIGHT, _BatchEvent.SUCCEED): BatchState.DELIVERED,
+    (BatchState.IN_FLIGHT, _BatchEvent.RETRY): BatchState.WAITING,
+    (BatchState.IN_FLIGHT, _BatchEvent.PAUSE): BatchState.WAITING,
+    (BatchState.IN_FLIGHT, _BatchEvent.FAIL): BatchState.FAILED,
+    (BatchState.IN_FLIGHT, _BatchEvent.ABANDON): BatchState.FAILED,
+}
+
+
+class _InternalError(AssertionError):
+    """A transition the tables do not allow: a bug in the engine."""
+
+
+class _Batch:
+    __slots__ = ("attempts", "first_failure_at", "first_seq", "messages", "ready_at", "retries", "state")
+
+    def __init__(self, first_seq: int, messages: tuple[bytes, ...], ready_at: float) -> None:
+        self.first_seq = first_seq
+        self.messages = messages
+        self.state = BatchState.WAITING
+        self.ready_at = ready_at
+        self.attempts = 0  # requests sent, rate-limited ones included (X-Retry-Count)
+        self.retries = 0  # counted retries
+        self.first_failure_at: float | None = None
+
+    def move(self, event: _BatchEvent) -> None:
+        try:
+            self.state = _BATCH_TRANSITIONS[self.state, event]
+        except KeyError:
+            raise _InternalError(f"batch cannot {event.value} while {self.state.value}") from None
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters a runtime can expose. ``failed`` maps an error class name to a message count."""
+
+    enqueued: int
+    rejected: int
+    delivered: int
+    failed: dict[str, int]
+    retries: int
+    rate_limit_waits: int
+    requests: int
+    queue_depth: int
+    queue_bytes: int
+    in_flight_messages: int
+
+
+_UTC = timezone.utc
+
+
+def format_sent_at(wall: float) -> str:
+    """ISO-8601 UTC with milliseconds: fixed length, which the batch size arithmetic relies on."""
+    return datetime.fromtimestamp(wall, _UTC).isoformat(timespec="milliseconds")
+
+
+class Engine:
+    """The delivery state machine. See the module docstring for the protocol."""
+
+    def __init__(self, config: EngineConfig, *, random: RandomSource, authorizer: Authorizer | None = None) -> None:
+        """Args:
+        config: the delivery settings.
+        random: the source of backoff jitter; seed it to replay a run exactly.
+        authorizer: overrides how requests are authorised; by default Basic with
+            the write key, or OAuth when ``config.oauth`` is set.
+        """
+        self.config = config
+        self._random = random
+        self._oauth = config.oauth is not None
+        if authorizer is None:
+            if config.oauth is not None:
+                from ._oauth import TokenManager  # noqa: PLC0415 - PyJWT only when OAuth is on
+
+                authorizer = TokenManager(config.oauth, random=random)
+            else:
+                authorizer = _BasicAuthorizer(config.write_key)
+        self._auth: Authorizer = authorizer
+        self._builder = BatchRequestBuilder(host=config.host, write_key=config.write_key, gzip_body=config.gzip)
+        # A batch's messages and commas fit in what the envelope leaves of the request limit.
+        self._batch_budget = MAX_BATCH_BYTES - self._builder.envelope_bytes
+        self.state = EngineState.OPEN
+        self._deadline: float | None = None
+        self._next_request_id = 1
+        self._outputs: list[Output] = []
+        self._failed_counts: dict[str, int] = {}
+        self._enqueued = self._rejected = self._delivered = 0
+        self._retries = self._rate_limit_waits = self._requests = 0
+        self._next_seq = 0  # sequence numbers keep counting across a fork reset
+        self._reset_pipeline()
+
+    def _reset_pipeline(self) -> None:
+        self._queue: deque[bytes] = deque()
+        self._queue_times: deque[float] = deque()
+        self._queue_bytes = 0
+        self._head_seq = self._next_seq
+        self._flush_through = self._next_seq  # messages with seq below this are due now
+        self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
+        self._in_flight: dict[int, _Batch | None] = {}  # request id -> batch (None: token request)
+        self._batches_in_flight = 0
+        self._paused_until: float | None = None
+        self._rate_limit_started: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine(state={self.state.value}, queued={len(self._queue)}, batches={len(self._batches)}, "
+            f"in_flight={len(self._in_flight)})"
+        )
+
+    # Inputs ---------------------------------------------------------------
+
+    def enqueue(self, data: bytes, *, now: float) -> Enqueued | DeliveryError:
+        """Accept one encoded message (see ``build_message``), or say why not.
+
+        Never blocks and never evicts: a full queue rejects the new message.
+
+        Returns:
+            ``Enqueued`` (its sequence number is ``last_seq``), or the
+            ``QueueFull``/``ClientClosed`` error that rejected it.
+        """
+        if self.state is not EngineState.OPEN:
+            self._rejected += 1
+            return ClientClosed()
+        queue = self._queue
+        size = len(data)
+        if len(queue) >= self.config.max_queue_size:
+            self._rejected += 1
+            return QueueFull(f"max_queue_size of {self.config.max_queue_size} messages reached")
+        if self._queue_bytes + size > self.config.max_queue_bytes:
+            self._rejected += 1
+            return QueueFull(f"max_queue_bytes of {self.config.max_queue_bytes} bytes reached")
+        was_empty = not queue
+        queue.append(data)
+        self._queue_times.append(now)
+        self._queue_bytes += size
+        self._next_seq += 1
+        self._enqueued += 1
+        # Wake the worker only when its deadline moves earlier: a first message
+        # starts the upload_interval clock, a full batch is due at once.
+        if was_empty or len(queue) % self.config.upload_size == 0 or self._queue_bytes >= self._batch_budget:
+            return Enqueued.WAKE
+        return Enqueued.QUIET
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last accepted message (-1 if none yet)."""
+        return self._next_seq - 1
+
+    @property
+    def oldest_unsettled_seq(self) -> int:
+        """The lowest sequence number not yet delivered or failed (``last_seq + 1`` if none).
+
+        A runtime's ``flush`` waits until this passes the ``last_seq`` it saw.
+        """
+        if self._batches:
+            return self._batches[0].first_seq
+        return self._head_seq
+
+    def flush(self, *, now: float) -> None:
+        """Make everything queued so far due now."""
+        self._flush_through = self._next_seq
+
+    def close(self, *, now: float, deadline: float) -> None:
+        """Accept nothing more; deliver what is queued until ``deadline``, then report the rest failed.
+
+        Closing again keeps the earlier deadline.
+        """
+        self._flush_through = self._next_seq
+        self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
+        self._transition(_EngineEvent.CLOSE)
+        self._settle_if_drained()
+
+    def poll(self, *, now: float, wall: float) -> None:
+        """Act on the time: expire the close deadline, start due requests."""
+        if self.state is EngineState.CLOSED:
+            return
+        if self._deadline is not None and now >= self._deadline:
+            self._abandon_everything(ShutdownDeadline())
+            self._transition(_EngineEvent.DEADLINE)
+            return
+        auth = self._auth
+        if (failure := auth.failure) is not None:
+            self._abandon_waiting(failure)
+        elif (token_request := auth.poll(now=now, wall=wall)) is not None:
+            request_id = self._new_request_id()
+            self._in_flight[request_id] = None
+            self._outputs.append(
+                Request(
+                    id=request_id,
+                    purpose=RequestPurpose.TOKEN,
+                    method=token_request.method,
+                    url=token_request.url,
+                    headers=token_request.headers,
+                    body=token_request.body,
+                )
+            )
+        if self._paused_until is not None:
+            if now < self._paused_until:
+                return
+            self._paused_until = None
+        authorization = auth.authorization(now=now)
+        if authorization is None:
+            return
+        while self._batches_in_flight < self.config.max_in_flight:
+            batch = self._next_sendable_batch(now)
+            if batch is None:
+                break
+            self._send(batch, authorization, now=now, wall=wall)
+
+    def receive_response(self, request_id: int, response: Response, *, now: float, wall: float) -> None:
+        """The HTTP response to request ``request_id``. Unknown ids (abandoned requests) are ignored."""
+        if request_id not in self._in_flight:
+            return
+        batch = self._in_flight.pop(request_id)
+        if batch is None:
+            self._auth.receive_response(response, now=now, wall=wall)
+            return
+        self._batches_in_flight -= 1
+        verdict = classify_status(response.status, oauth=self._oauth)
+        if verdict is Verdict.DELIVERED:
+            self._rate_limit_started = None
+            batch.move(_BatchEvent.SUCCEED)
+            self._settle(batch, None)
+        elif verdict is Verdict.FAIL:
+            self._rate_limit_started = None
+            batch.move(_BatchEvent.FAIL)
+            self._settle(batch, api_error_from_response(response.status, response.body))
+        elif verdict is Verdict.REAUTHORIZE:
+            self._auth.invalidate(now=now)
+            self._retry(batch, api_error_from_response(response.status, response.body), now)
+        else:
+            delay = parse_retry_after(response.headers.get("retry-after"), wall=wall)
+            if delay is None:
+                self._retry(batch, api_error_from_response(response.status, response.body), now)
+            else:
+                self._pause(batch, delay, now)
+        self._settle_if_drained()
+
+    def receive_failure(self, request_id: int, failure: TransportFailure, *, now: float, wall: float) -> None:
+        """Request ``request_id`` got no response. Unknown ids are ignored."""
+        if request_id not in self._in_flight:
+            return
+        batch = self._in_flight.pop(request_id)
+        if batch is None:
+            self._auth.receive_failure(failure, now=now)
+            return
+        self._batches_in_flight -= 1
+        self._retry(batch, TransportError(failure.kind.value, failure.detail), now)
+        self._settle_if_drained()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: start with an empty queue and nothing in flight.
+
+        The parent still owns (and will deliver) what it had queued, so the
+        child reports none of it.
+        """
+        self._reset_pipeline()
+        self._outputs.clear()
+        self._auth.reset()
+
+    # Outputs --------------------------------------------------------------
+
+    def next_outputs(self) -> list[Output]:
+        """Drain what the runtime must do (requests) and report (delivered, failed), in order."""
+        outputs, self._outputs = self._outputs, []
+        return outputs
+
+    def next_deadline(self) -> float | None:
+        """When ``poll`` must be called even if nothing else happens (monotonic), or None.
+
+        A time in the past means "poll now".
+        """
+        if self.state is EngineState.CLOSED:
+            return None
+        candidates: list[float] = []
+        if self._deadline is not None:
+            candidates.append(self._deadline)
+        if (token_deadline := self._auth.next_deadline()) is not None:
+            candidates.append(token_deadline)
+        if self._paused_until is not None:
+            candidates.append(self._paused_until)
+        elif self._batches_in_flight < self.config.max_in_flight:
+            waiting = self._first_waiting()
+            if waiting is not None:
+                candidates.append(waiting.ready_at)
+            elif self._queue:
+                candidates.append(self._queue_due_at())
+        return min(candidates) if candidates else None
+
+    @property
+    def pending(self) -> int:
+        """Messages accepted and not yet settled: queued, waiting for a retry, or in flight."""
+        return len(self._queue) + sum(len(batch.messages) for batch in self._batches)
+
+    def stats(self) -> Stats:
+        """A snapshot of the counters."""
+        return Stats(
+            enqueued=self._enqueued,
+            rejected=self._rejected,
+            delivered=self._delivered,
+            failed=dict(self._failed_counts),
+            retries=self._retries,
+            rate_limit_waits=self._rate_limit_waits,
+            requests=self._requests,
+            queue_depth=len(self._queue),
+            queue_bytes=self._queue_bytes,
+            in_flight_messages=sum(
+                len(batch.messages) for batch in self._batches if batch.state is BatchState.IN_FLIGHT
+            ),
+        )
+
+    # Internals ------------------------------------------------------------
+
+    def _transition(self, event: _EngineEvent) -> None:
+        try:
+            self.state = _ENGINE_TRANSITIONS[self.state, event]
+        except KeyError:
+            raise _InternalError(f"engine cannot take {event.value} while {self.state.value}") from None
+
+    def _new_request_id(self) -> int:
+        request_id = self._next_request_id
+        self._next_request_id += 1
+        return request_id
+
+    def _first_waiting(self) -> _Batch | None:
+        for batch in self._batches:
+            if batch.state is BatchState.WAITING:
+                return batch
+        return None
+
+    def _queue_due_at(self) -> float:
+        """When the queue's head batch is due: now-ish if full, flushed or closing, else at upload_interval."""
+        oldest = self._queue_times[0]
+        if (
+            self.state is not EngineState.OPEN
+            or self._head_seq < self._flush_through
+            or len(self._queue) >= self.config.upload_size
+            or self._queue_bytes >= self._batch_budget
+        ):
+            return oldest
+        return oldest + self.config.upload_interval
+
+    def _next_sendable_batch(self, now: float) -> _Batch | None:
+        """The oldest waiting batch if its time has come; else a new one if one is due.
+
+        A waiting batch that is not ready holds back everything behind it: order is kept.
+        """
+        waiting = self._first_waiting()
+        if waiting is not None:
+            return waiting if waiting.ready_at <= now else None
+        if self._queue and self._queue_due_at() <= now:
+            return self._form_batch(now)
+        return None
+
+    def _form_batch(self, now: float) -> _Batch:
+        """Take up to upload_size messages from the queue head, closing before the request limit."""
+        queue, times = self._queue, self._queue_times
+        budget = self._batch_budget
+        limit = self.config.upload_size
+        taken: list[bytes] = []
+        used = -1  # n messages need n-1 commas
+        while queue and len(taken) < limit:
+            size = len(queue[0]) + 1
+            if used + size > budget:
+                break
+            used += size
+            taken.append(queue.popleft())
+            times.popleft()
+        batch = _Batch(self._head_seq, tuple(taken), now)
+        self._head_seq += len(taken)
+        self._queue_bytes -= used + 1 - len(taken)
+        self._batches.append(batch)
+        return batch
+
+    def _send(self, batch: _Batch, authorization: str, *, now: float, wall: float) -> None:
+        batch.move(_BatchEvent.SEND)
+        request_id = self._new_request_id()
+        self._in_flight[request_id] = batch
+        self._batches_in_flight += 1
+        self._requests += 1
+        builder = self._builder
+        self._outputs.append(
+            Request(
+                id=request_id,
+                purpose=RequestPurpose.BATCH,
+                method="POST",
+                url=builder.url,
+                headers=builder.headers(authorization, batch.attempts),
+                body=builder.body(batch.messages, format_sent_at(wall)),
+                message_count=len(batch.messages),
+                retry_count=batch.attempts,
+            )
+        )
+        batch.attempts += 1
+
+    def _retry(self, batch: _Batch, error: DeliveryError, now: float) -> None:
+        """A counted retry after backoff, or give up if the budget is spent."""
+        self._rate_limit_started = None
+        if batch.first_failure_at is None:
+            batch.first_failure_at = now
+        config = self.config
+        if batch.retries >= config.max_retries or now - batch.first_failure_at >= config.max_total_backoff_duration:
+            batch.move(_BatchEvent.FAIL)
+            self._settle(batch, RetriesExhausted(batch.attempts, error))
+            return
+        batch.retries += 1
+        self._retries += 1
+        batch.ready_at = now + backoff_delay(batch.retries, self._random.random())
+        batch.move(_BatchEvent.RETRY)
+
+    def _pause(self, batch: _Batch, delay: float, now: float) -> None:
+        """Retry-After: hold the whole pipeline, uncounted, within max_rate_limit_duration."""
+        if self._rate_limit_started is None:
+            self._rate_limit_started = now
+        waited = now + delay - self._rate_limit_started
+        if waited > self.config.max_rate_limit_duration:
+            # Sending sooner than asked would only meet another refusal.
+            self._rate_limit_started = None
+            batch.move(_BatchEvent.FAIL)
+            self._settle(batch, RateLimitExceeded(waited, self.config.max_rate_limit_duration))
+            return
+        self._rate_limit_waits += 1
+        self._paused_until = now + delay
+        batch.ready_at = now
+        batch.move(_BatchEvent.PAUSE)
+
+    def _settle(self, batch: _Batch, error: DeliveryError | None) -> None:
+        """Report a finished batch once and forget it."""
+        self._batches.remove(batch)
+        if error is None:
+            self._delivered += len(batch.messages)
+            self._outputs.append(MessagesDelivered(first_seq=batch.first_seq, messages=batch.messages))
+        else:
+            self._report_failed(batch.first_seq, batch.messages, error)
+
+    def _report_failed(self, first_seq: int, messages: tuple[bytes, ...], error: DeliveryError) -> None:
+        name = type(error).__name__
+        self._failed_counts[name] = self._failed_counts.get(name, 0) + len(messages)
+        self._outputs.append(MessagesFailed(first_seq=first_seq, messages=messages, error=error))
+
+    def _abandon_waiting(self, error: DeliveryError) -> None:
+        """Fail everything not in flight (OAuth cannot authorise it, ever)."""
+        for batch in [b for b in self._batches if b.state is BatchState.WAITING]:
+            batch.move(_BatchEvent.ABANDON)
+            self._settle(batch, error)
+        self._fail_queue(error)
+        self._settle_if_drained()
+
+    def _abandon_everything(self, error: DeliveryError) -> None:
+        for batch in list(self._batches):
+            batch.move(_BatchEvent.ABANDON)
+            self._settle(batch, error)
+        self._fail_queue(error)
+        # Late answers to abandoned requests are ignored.
+        self._in_flight.clear()
+        self._batches_in_flight = 0
+
+    def _fail_queue(self, error: DeliveryError) -> None:
+        if not self._queue:
+            return
+        messages = tuple(self._queue)
+        first_seq = self._head_seq
+        self._queue.clear()
+        self._queue_times.clear()
+        self._queue_bytes = 0
+        self._head_seq += len(messages)
+        self._report_failed(first_seq, messages, error)
+
+    def _settle_if_drained(self) -> None:
+        if self.state is EngineState.CLOSING and not self._queue and not self._batches:
+            self._transition(_EngineEvent.DRAINED)

@@ -1,0 +1,138 @@
+"""Retry policy: which outcomes retry, how long to wait, and when to give up.
+
+Pure decision functions; the engine applies them. The rules are segment-analytics-python
+2.4's (``consumer.py``), which follow Segment's guidance
+(https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#errors-and-retries):
+
+- Success: any 2xx.
+- Retry: transport failures, 408, 410, 429, 460, every 5xx but 501 and 505, and 511
+  only with OAuth (the token may be what the server rejects).
+- Anything else (other 4xx, 3xx, 501, 505) fails the batch at once.
+- Counted retries: the first is immediate, then 0.5 s x 2^(k-2) plus up to 10%
+  jitter, capped at 60 s, at most ``max_retries`` of them, and no new retry once
+  ``max_total_backoff_duration`` has passed since the batch first failed.
+- A retryable status with a positive Retry-After (seconds or HTTP-date, capped at
+  300 s) pauses the whole pipeline instead, uncounted, bounded by
+  ``max_rate_limit_duration`` per episode.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+
+import msgspec
+
+from ._constants import MAX_RETRY_AFTER
+from ._errors import APIError
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "BACKOFF_JITTER",
+    "OAUTH_INVALIDATING_STATUSES",
+    "Verdict",
+    "api_error_from_response",
+    "backoff_delay",
+    "classify_status",
+    "parse_retry_after",
+]
+
+# First counted delay after the immediate retry, doubling each time (segment-analytics-python 2.4).
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 60.0
+# Jitter adds up to this fraction of the base delay.
+BACKOFF_JITTER = 0.1
+
+_RETRYABLE_4XX = frozenset({408, 410, 429, 460})
+_FATAL_5XX = frozenset({501, 505})
+# With OAuth on, these from the batch endpoint mean the token was refused: drop it, retry.
+OAUTH_INVALIDATING_STATUSES = frozenset({400, 401, 403, 511})
+
+
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REAUTHORIZE = "reauthorize"  # OAuth token refused: invalidate it, then a counted retry
+    FAIL = "fail"
+
+
+def classify_status(status: int, *, oauth: bool) -> Verdict:
+    """Decide what a batch response's status means.
+
+    Args:
+        status: the HTTP status.
+        oauth: whether requests carry an OAuth bearer token.
+    """
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if oauth and status in OAUTH_INVALIDATING_STATUSES:
+        return Verdict.REAUTHORIZE
+    if 400 <= status < 500:
+        return Verdict.RETRY if status in _RETRYABLE_4XX else Verdict.FAIL
+    if 500 <= status < 600:
+        return Verdict.FAIL if status in _FATAL_5XX or status == 511 else Verdict.RETRY
+    return Verdict.FAIL
+
+
+def backoff_delay(retry_number: int, unit_random: float) -> float:
+    """The wait before counted retry ``retry_number`` (1-based).
+
+    Args:
+        retry_number: 1 for the first retry, which is immediate.
+        unit_random: a number in [0, 1) from the engine's random source.
+
+    Returns:
+        Seconds: 0 for the first retry, then 0.5 s x 2^(k-2) plus up to 10% jitter, at most 60 s.
+    """
+    if retry_number <= 1:
+        return 0.0
+    base = BACKOFF_BASE * 2.0 ** min(retry_number - 2, 16)
+    return min(base + unit_random * BACKOFF_JITTER * base, BACKOFF_CAP)
+
+
+def parse_retry_after(value: str | None, *, wall: float) -> float | None:
+    """Seconds to wait from a Retry-After header, or None if absent, invalid or not in the future.
+
+    Accepts delta-seconds or an HTTP-date (RFC 9110 section 10.2.3), capped at
+    MAX_RETRY_AFTER. A date without a zone (RFC 5322 "-0000") is read as UTC.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        delay = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        delay = when.timestamp() - wall
+    if not delay > 0:  # also rejects NaN
+        return None
+    return min(delay, MAX_RETRY_AFTER)
+
+
+class _ErrorBody(msgspec.Struct):
+    code: str = "unknown"
+    message: str = ""
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+# The API's message is shown to users; keep it to a readable length.
+_MAX_ERROR_MESSAGE = 300
+
+
+def api_error_from_response(status: int, body: bytes, reason: str = "") -> APIError:
+    """Build the APIError a failed batch reports: code and message from the JSON body if it has them."""
+    if 300 <= status < 400:
+        return APIError(status, "redirect", reason or "unexpected redirect; check the configured host")
+    try:
+        parsed = _error_decoder.decode(body)
+        code, message = parsed.code, parsed.message
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        code, message = "unknown", body[:_MAX_ERROR_MESSAGE].decode("utf-8", "replace")
+    return APIError(status, code, message[:_MAX_ERROR_MESSAGE])
