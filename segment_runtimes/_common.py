@@ -1,0 +1,425 @@
+"""What the three runtimes share: options, the six calls, and the edges of the core.
+
+- :class:`Options` turns the constructor keywords of ``segment.analytics.Client``
+  (plus ours) into an ``EngineConfig`` and the runtime's own settings, and
+  rejects bad values at construction.
+- :class:`CallMethods` gives every client identify/track/alias/group/page/screen
+  with segment-analytics-python 2.4's positional order; each runtime supplies
+  ``_enqueue``.
+- :class:`MessageFactory` stamps messages with the real clock and cheap random ids.
+- :func:`transport_failure` is the one place httpx exceptions become core inputs.
+- :func:`report_outcomes` hands failures to ``on_error`` and logs, never raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+import msgspec
+
+from segment_core import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_RATE_LIMIT_DURATION,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+    DEFAULT_OAUTH_AUTH_SERVER,
+    DEFAULT_OAUTH_SCOPE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    DEFAULT_UPLOAD_INTERVAL,
+    DEFAULT_UPLOAD_SIZE,
+    ConfigurationError,
+    DeliveryError,
+    MessagesFailed,
+    Output,
+    Response,
+    TransportFailure,
+    TransportFailureKind,
+    ValidationError,
+)
+from segment_core._build import BuiltMessage, build_message, message_id_from_bits
+from segment_core._engine import EngineConfig
+
+__all__ = [
+    "CallMethods",
+    "ErrorCallback",
+    "MessageFactory",
+    "Options",
+    "http_response",
+    "log",
+    "report_outcomes",
+    "transport_failure",
+]
+
+# The reference client logs to "segment"; keeping the name keeps users' logging config working.
+log = logging.getLogger("segment")
+
+ErrorCallback = Callable[[Exception, list[dict[str, Any]]], object]
+
+
+class Options:
+    """Validated client settings: the engine's config plus what only a runtime needs."""
+
+    def __init__(
+        self,
+        *,
+        write_key: object,
+        host: str | None,
+        debug: bool,
+        max_queue_size: int,
+        send: bool,
+        on_error: ErrorCallback | None,
+        gzip: bool,
+        max_retries: int,
+        timeout: float,
+        proxies: str | Mapping[str, str] | None,
+        thread: int,
+        upload_size: int,
+        upload_interval: float,
+        log_handler: logging.Handler | None,
+        oauth_client_id: str | None,
+        oauth_client_key: str | None,
+        oauth_key_id: str | None,
+        oauth_auth_server: str,
+        oauth_scope: str,
+        max_total_backoff_duration: float,
+        max_rate_limit_duration: float,
+        shutdown_timeout: float,
+        max_queue_bytes: int,
+    ) -> None:
+        if not isinstance(write_key, str) or not write_key:
+            raise ValidationError("write_key", "a non-empty str", write_key)
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError("on_error must be callable: on_error(exception, batch)")
+        for name, value in (("timeout", timeout), ("shutdown_timeout", shutdown_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigurationError(f"{name} must be a non-negative number of seconds")
+        if isinstance(thread, bool) or not isinstance(thread, int) or thread < 1:
+            raise ConfigurationError("thread must be an int of at least 1")
+        oauth = None
+        if oauth_client_id and oauth_client_key and oauth_key_id:
+            from segment_core._oauth import OAuthConfig  # noqa: PLC0415 - PyJWT only when OAuth is on
+
+            oauth = OAuthConfig(
+                client_id=oauth_client_id,
+                private_key=oauth_client_key,
+                key_id=oauth_key_id,
+                auth_server=oauth_auth_server,
+                scope=oauth_scope,
+                max_retries=max_retries,
+            )
+        # EngineConfig validates the delivery settings and raises ConfigurationError.
+        self.engine = EngineConfig(
+            write_key=write_key,
+            host=host or DEFAULT_HOST,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            max_queue_size=max_queue_size,
+            max_queue_bytes=max_queue_bytes,
+            max_retries=max_retries,
+            max_total_backoff_duration=max_total_backoff_duration,
+            max_rate_limit_duration=max_rate_limit_duration,
+            max_in_flight=thread,
+            gzip=bool(gzip),
+            oauth=oauth,
+        )
+        self.send = bool(send)
+        self.debug = bool(debug)
+        self.on_error = on_error
+        self.timeout = float(timeout)
+        self.proxies = proxies
+        self.thread = thread
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.log_handler = log_handler
+
+    def __repr__(self) -> str:
+        return f"Options(host={self.engine.host!r}, send={self.send}, oauth={self.engine.oauth is not None})"
+
+    def configure_logging(self) -> None:
+        """As segment-analytics-python does: add the handler; debug turns on DEBUG with a default handler."""
+        if self.log_handler is not None and self.log_handler not in log.handlers:
+            log.addHandler(self.log_handler)
+        if self.debug:
+            log.setLevel(logging.DEBUG)
+            if self.log_handler is None and not log.handlers:
+                log.addHandler(logging.StreamHandler())
+
+    def httpx_options(self, transport: type[httpx.HTTPTransport] | type[httpx.AsyncHTTPTransport]) -> dict[str, Any]:
+        """Keyword arguments for httpx.Client / httpx.AsyncClient: timeouts, TLS verification on, proxies.
+
+        ``proxies`` is a URL, or a requests-style mapping such as
+        ``{"https": "http://proxy:3128"}`` (what segment-analytics-python took).
+        """
+        options: dict[str, Any] = {"timeout": httpx.Timeout(self.timeout), "verify": True, "follow_redirects": False}
+        if isinstance(self.proxies, str):
+            options["proxy"] = self.proxies
+        elif self.proxies:
+            options["mounts"] = {
+                _proxy_pattern(scheme): transport(proxy=url, verify=True) for scheme, url in self.proxies.items()
+            }
+        return options
+
+
+def _proxy_pattern(scheme: str) -> str:
+    """requests-style proxies keys ("https", "http://host") as httpx mount patterns."""
+    return scheme if "://" in scheme else f"{scheme}://"
+
+
+def default_keywords() -> dict[str, Any]:
+    """The constructor defaults shared by every runtime (segment-analytics-python 2.4's, plus ours)."""
+    return {
+        "host": None,
+        "debug": False,
+        "max_queue_size": DEFAULT_MAX_QUEUE_SIZE,
+        "send": True,
+        "on_error": None,
+        "gzip": False,
+        "max_retries": DEFAULT_MAX_RETRIES,
+        "timeout": DEFAULT_TIMEOUT,
+        "proxies": None,
+        "thread": 1,
+        "upload_size": DEFAULT_UPLOAD_SIZE,
+        "upload_interval": DEFAULT_UPLOAD_INTERVAL,
+        "log_handler": None,
+        "oauth_client_id": None,
+        "oauth_client_key": None,
+        "oauth_key_id": None,
+        "oauth_auth_server": DEFAULT_OAUTH_AUTH_SERVER,
+        "oauth_scope": DEFAULT_OAUTH_SCOPE,
+        "max_total_backoff_duration": DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+        "max_rate_limit_duration": DEFAULT_MAX_RATE_LIMIT_DURATION,
+        "shutdown_timeout": DEFAULT_SHUTDOWN_TIMEOUT,
+        "max_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
+    }
+
+
+class MessageFactory:
+    """Builds messages with the real wall clock and fast, non-repeating ids.
+
+    Ids come from a private ``random.Random`` seeded from os.urandom: a
+    messageId must be unique, not secret, and this costs a fraction of uuid4().
+    It is reseeded after fork so parent and child never share a sequence.
+    """
+
+    __slots__ = ("_random",)
+
+    def __init__(self) -> None:
+        self._random = random.Random(os.urandom(32))
+
+    def reseed(self) -> None:
+        self._random.seed(os.urandom(32))
+
+    def _new_id(self) -> str:
+        return message_id_from_bits(self._random.getrandbits(128))
+
+    def build(self, type_: str, fields: dict[str, Any]) -> BuiltMessage:
+        built = build_message(type_, wall=time.time(), new_message_id=self._new_id, **fields)
+        if built.dropped:
+            # Paths and types only: values may be secrets.
+            log.warning("dropped values that cannot be sent as JSON: %s", ", ".join(built.dropped))
+        return built
+
+
+class CallMethods:
+    """identify/track/alias/group/page/screen with segment-analytics-python 2.4's signatures.
+
+    Each returns ``(success, msg)``: ``msg`` is the message as sent; ``success``
+    is False when the queue is full (never raised, never blocking). Bad
+    arguments raise ``ValidationError`` (an AssertionError, as before).
+    """
+
+    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue(
+            "identify",
+            {
+                "user_id": user_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Any = None,
+        properties: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue(
+            "track",
+            {
+                "user_id": user_id,
+                "event": event,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue(
+            "alias",
+            {
+                "previous_id": previous_id,
+                "user_id": user_id,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
+        )
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue(
+            "group",
+            {
+                "user_id": user_id,
+                "group_id": group_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Any = None,
+        name: Any = None,
+        properties: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("page", _page_fields(locals()))
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Any = None,
+        name: Any = None,
+        properties: Any = None,
+        context: Any = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Any = None,
+        message_id: Any = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("screen", _page_fields(locals()))
+
+
+_PAGE_FIELDS = (
+    "user_id",
+    "category",
+    "name",
+    "properties",
+    "context",
+    "timestamp",
+    "anonymous_id",
+    "integrations",
+    "message_id",
+)
+
+
+def _page_fields(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {name: arguments[name] for name in _PAGE_FIELDS}
+
+
+def transport_failure(exc: Exception) -> TransportFailure:
+    """Translate an httpx exception into the core's TransportFailure (the one place this happens)."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        kind = TransportFailureKind.CONNECT
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = TransportFailureKind.TIMEOUT
+    elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.CloseError):
+        kind = TransportFailureKind.RESET
+    else:
+        kind = TransportFailureKind.OTHER
+    # The exception's text names the URL at most; never headers.
+    return TransportFailure(kind=kind, detail=f"{type(exc).__name__}: {exc}"[:200])
+
+
+def http_response(response: httpx.Response) -> Response:
+    """The core's view of an httpx response (header names lower-cased)."""
+    return Response(
+        status=response.status_code,
+        headers={name.lower(): value for name, value in response.headers.items()},
+        body=response.content,
+    )
+
+
+_batch_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def report_outcomes(outputs: Iterable[Output], on_error: ErrorCallback | None) -> None:
+    """Log delivered/failed outputs and call ``on_error(exception, batch)`` for each failure.
+
+    An exception raised by the callback is logged and swallowed: it must never stop delivery.
+    """
+    for output in outputs:
+        if isinstance(output, MessagesFailed):
+            error: DeliveryError = output.error
+            log.error("%d message(s) not delivered: %s", len(output.messages), error)
+            if on_error is None:
+                continue
+            batch = [_batch_decoder.decode(data) for data in output.messages]
+            try:
+                on_error(error, batch)
+            except Exception:
+                log.exception("on_error callback raised; delivery continues")
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%d message(s) delivered", len(output.messages))  # type: ignore[union-attr]

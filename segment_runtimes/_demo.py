@@ -1,0 +1,177 @@
+"""``python -m segment_runtimes demo``: the whole pipeline on loopback, faults included.
+
+Starts the embedded collector on 127.0.0.1 with injected faults (server
+errors, rate limits with Retry-After, dropped connections, lost replies,
+latency), sends a realistic mixed workload through each runtime, shuts down,
+and prints what the collector received. Works offline; exits 0 when nothing
+was lost, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import time
+from collections.abc import Callable
+from typing import Any
+
+from segment_core import DeliveryError
+
+from .collector import Collector, Faults
+
+__all__ = ["add_arguments", "run", "workload"]
+
+_PLANS = ("free", "pro", "team", "enterprise")
+_PAGES = ("Home", "Pricing", "Docs", "Blog", "Signup")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=3000, help="events per runtime (default 3000)")
+    parser.add_argument("--faults", type=float, default=0.1, help="share of requests that fail (default 0.1)")
+    parser.add_argument("--seed", type=int, default=1, help="fault seed (default 1)")
+    parser.add_argument(
+        "--runtimes",
+        default="threaded,asyncio,trio",
+        help="comma-separated runtimes to run (default threaded,asyncio,trio)",
+    )
+
+
+def workload(count: int) -> list[tuple[str, dict[str, Any]]]:
+    """A realistic mix of calls: mostly track, some page, identify, group, screen and alias."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    for index in range(count):
+        user = f"user-{index % 500}"
+        context = {"ip": f"10.0.{index % 256}.{index % 200}", "locale": "en-US", "app": {"version": "4.2.0"}}
+        kind = index % 20
+        if kind < 13:
+            calls.append(
+                (
+                    "track",
+                    {
+                        "user_id": user,
+                        "event": ("Order Completed", "Product Viewed", "Cart Updated")[index % 3],
+                        "properties": {
+                            "order_id": f"order-{index}",
+                            "revenue": round(10 + index * 0.37, 2),
+                            "currency": "USD",
+                            "items": [{"sku": f"sku-{index % 40}", "quantity": 1 + index % 3}],
+                            "coupon": None,
+                            "first_purchase": index % 7 == 0,
+                            "placed_at": base + datetime.timedelta(seconds=index),
+                        },
+                        "context": context,
+                    },
+                )
+            )
+        elif kind < 16:
+            calls.append(("page", {"user_id": user, "name": _PAGES[index % 5], "category": "Marketing"}))
+        elif kind < 18:
+            calls.append(("identify", {"user_id": user, "traits": {"plan": _PLANS[index % 4], "seats": index % 50}}))
+        elif kind == 18:
+            calls.append(("group", {"user_id": user, "group_id": f"org-{index % 30}", "traits": {"name": "Acme"}}))
+        else:
+            calls.append(("screen", {"anonymous_id": f"anon-{index}", "name": "Settings"}))
+    calls.append(("alias", {"previous_id": "anon-0", "user_id": "user-0"}))
+    return calls
+
+
+class _Result:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.seconds = 0.0
+        self.message_ids: list[str] = []
+
+
+def _run_threaded(url: str, calls: list[tuple[str, dict[str, Any]]], result: _Result) -> None:
+    from .threaded import Client  # noqa: PLC0415
+
+    client = Client("demo-write-key", host=url, gzip=True, on_error=_counting(result), max_retries=20)
+    for method, fields in calls:
+        ok, message = getattr(client, method)(**fields)
+        result.sent += ok
+        result.message_ids.append(message["messageId"])
+    client.shutdown(60)
+    result.retried = client.stats().retries
+
+
+async def _run_asyncio(url: str, calls: list[tuple[str, dict[str, Any]]], result: _Result) -> None:
+    from .asyncio import AsyncClient  # noqa: PLC0415
+
+    async with AsyncClient("demo-write-key", host=url, gzip=True, on_error=_counting(result), max_retries=20) as client:
+        for method, fields in calls:
+            ok, message = getattr(client, method)(**fields)
+            result.sent += ok
+            result.message_ids.append(message["messageId"])
+            if result.sent % 500 == 0:
+                await asyncio.sleep(0)  # a real service yields between requests
+        await client.flush(60)
+    result.retried = client.stats().retries
+
+
+async def _run_trio(url: str, calls: list[tuple[str, dict[str, Any]]], result: _Result) -> None:
+    import trio  # noqa: PLC0415
+
+    from .trio import open_client  # noqa: PLC0415
+
+    async with open_client(
+        "demo-write-key", host=url, gzip=True, on_error=_counting(result), max_retries=20, shutdown_timeout=60
+    ) as client:
+        for method, fields in calls:
+            ok, message = getattr(client, method)(**fields)
+            result.sent += ok
+            result.message_ids.append(message["messageId"])
+            if result.sent % 500 == 0:
+                await trio.sleep(0)
+    result.retried = client.stats().retries
+
+
+def _counting(result: _Result) -> Callable[[Exception, list[dict[str, Any]]], None]:
+    def on_error(error: Exception, batch: list[dict[str, Any]]) -> None:
+        if isinstance(error, DeliveryError):
+            result.failed += len(batch)
+
+    return on_error
+
+
+def run(args: argparse.Namespace) -> int:
+    calls = workload(args.events)
+    names = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+    rows: list[tuple[_Result, int, int]] = []
+    with Collector(faults=Faults(rate=args.faults, seed=args.seed, retry_after=0.2, latency=0.02)) as collector:
+        print(f"collector on {collector.url}, faults on {args.faults:.0%} of requests (seed {args.seed})")
+        for name in names:
+            result = _Result(name)
+            started = time.perf_counter()
+            if name == "threaded":
+                _run_threaded(collector.url, calls, result)
+            elif name == "asyncio":
+                asyncio.run(_run_asyncio(collector.url, calls, result))
+            elif name == "trio":
+                import trio  # noqa: PLC0415
+
+                trio.run(_run_trio, collector.url, calls, result)
+            else:
+                print(f"unknown runtime {name!r}; choose from threaded, asyncio, trio")
+                return 2
+            result.seconds = time.perf_counter() - started
+            stored = collector.message_ids()
+            wanted = set(result.message_ids)
+            received = [message_id for message_id in stored if message_id in wanted]
+            rows.append((result, len(set(received)), len(received) - len(set(received))))
+    header = f"{'runtime':<10}{'sent':>8}{'delivered':>11}{'retried':>9}{'duplicates':>12}{'failed':>8}"
+    print(header + f"{'seconds':>9}{'events/s':>10}")
+    lost = 0
+    for result, delivered, duplicates in rows:
+        rate = delivered / result.seconds if result.seconds else 0.0
+        print(
+            f"{result.name:<10}{result.sent:>8}{delivered:>11}{result.retried:>9}{duplicates:>12}"
+            f"{result.failed:>8}{result.seconds:>9.2f}{rate:>10.0f}"
+        )
+        lost += result.sent - delivered
+    print("nothing lost" if lost == 0 else f"{lost} event(s) lost")
+    return 0 if lost == 0 else 1
