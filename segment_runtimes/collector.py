@@ -1,0 +1,627 @@
+"""An embedded, loopback Segment-compatible collector: h11 + selectors + SQLite.
+
+Strategy: :meth:`Collector.start` binds a socket in the caller's thread (so the port is known and
+errors surface there), opens the SQLite store and starts ONE background thread running a
+``selectors`` loop; every connection is a non-blocking socket with its own ``h11.Connection``
+(``_collector_server``). No thread per connection, no sleeps: injected latency is a timer in that
+loop. Requests are answered by :class:`Collector` itself (auth, injected faults, validation from
+``_collector_protocol``, storage in ``_collector_store``), which commits every accepted message to
+SQLite before replying, so an acknowledged message survives Ctrl-C and SIGTERM.
+
+Speaks Segment's HTTP Tracking API (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/):
+``POST /v1/batch`` and the single-call ``/v1/{track,identify,group,alias,page,screen}``, Basic
+auth or ``writeKey`` in the body (Bearer tokens from ``POST /token`` in OAuth mode), gzip bodies,
+keep-alive. Answers are Segment-shaped: 200 ``{"success": true}`` or
+``{"success": false, "code": ..., "message": ...}`` with 400 (bad JSON, an invalid message, a
+message over 32 KB), 401, 404, 405 or 413 (a body over 500,000 bytes; Segment documents 400 for
+both size limits, and clients treat 400 and 413 alike: not retryable). A batch with one invalid
+message is rejected whole with 400, so what the client reports always matches what is stored.
+
+Also a CLI: ``python -m segment_runtimes collector --port 8080 --db events.sqlite`` (see
+:func:`add_arguments`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sqlite3
+import sys
+import threading
+import types
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+from segment_core import MAX_BATCH_BYTES
+
+from ._collector_protocol import (
+    BATCH_PATH,
+    SINGLE_PATHS,
+    TOKEN_PATH,
+    AcceptedMessage,
+    Action,
+    Delay,
+    Drop,
+    HttpRequest,
+    OAuthServerSettings,
+    Reply,
+    RequestRejected,
+    TokenAuthority,
+    bearer_token,
+    body_write_key,
+    decode_json_body,
+    error_reply,
+    json_reply,
+    parse_basic_write_key,
+    validate_payload,
+)
+from ._collector_server import Server
+from ._collector_store import Store, StoredMessage
+
+__all__ = [
+    "DEFAULT_FAULT_KINDS",
+    "FAULT_KINDS",
+    "Collector",
+    "CollectorStats",
+    "Faults",
+    "OAuthServerSettings",
+    "StoredMessage",
+    "add_arguments",
+    "run",
+]
+
+log = logging.getLogger("segment_runtimes.collector")
+
+# Injected statuses and the Segment-like code each reply carries.
+_STATUS_FAULTS: Final = {
+    "500": (500, "internal_error"),
+    "503": (503, "service_unavailable"),
+    "429": (429, "rate_limited"),
+    "408": (408, "request_timeout"),
+    "400": (400, "bad_request"),
+}
+FAULT_KINDS: Final = (*_STATUS_FAULTS, "drop", "lose_reply", "latency")
+# Every fault a correct client survives without losing data; 400 makes clients drop the batch,
+# so it is injected only when asked for.
+DEFAULT_FAULT_KINDS: Final = ("500", "503", "429", "408", "drop", "lose_reply", "latency")
+DEFAULT_READ_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault injection on /v1/* requests, reproducible: the n-th request's fate depends only on ``seed``.
+
+    Each request draws ``rng.random() < rate``; if it hits, ``rng.choice(kinds)`` picks the fault:
+    a status ("500", "503", "429" with ``Retry-After``, "408", "400"), "drop" (close without
+    storing or replying), "lose_reply" (store, then close without replying: the retry is flagged
+    duplicate), or "latency" (reply ``latency`` seconds late, otherwise normally).
+
+    Args:
+        rate: probability in [0, 1] that a request gets a fault.
+        seed: seeds ``random.Random``; :meth:`Collector.set_faults` restarts the sequence.
+        kinds: fault names (statuses may be ints); default :data:`DEFAULT_FAULT_KINDS`.
+        retry_after: seconds sent in ``Retry-After`` with 429, rounded up to a whole number.
+        latency: seconds the "latency" fault delays a reply.
+
+    Raises:
+        ValueError: a rate outside [0, 1], an unknown kind, a negative time.
+    """
+
+    rate: float = 0.0
+    seed: int = 0
+    kinds: Collection[str | int] = DEFAULT_FAULT_KINDS
+    retry_after: float = 1.0
+    latency: float = 0.05
+
+    def __post_init__(self) -> None:
+        raw = (self.kinds,) if isinstance(self.kinds, str | int) else self.kinds
+        kinds = tuple(dict.fromkeys(str(kind).strip() for kind in raw))
+        unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {list(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("rate must be within [0, 1]")
+        if self.rate > 0 and not kinds:
+            raise ValueError("a positive rate needs at least one fault kind")
+        if self.retry_after < 0 or self.latency < 0:
+            raise ValueError("retry_after and latency must not be negative")
+        object.__setattr__(self, "kinds", kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStats:
+    """A snapshot of what the collector has seen.
+
+    Attributes:
+        requests: HTTP requests received (a delayed request counts once).
+        connections: TCP connections accepted.
+        batches_accepted: requests whose messages were stored (lose_reply included).
+        messages_stored: rows stored, duplicates included.
+        duplicates: rows flagged duplicate.
+        faults: injected faults by kind.
+        rejected: error replies by status, injected faults excluded.
+        tokens_issued: OAuth tokens issued.
+    """
+
+    requests: int
+    connections: int
+    batches_accepted: int
+    messages_stored: int
+    duplicates: int
+    faults: Mapping[str, int]
+    rejected: Mapping[int, int]
+    tokens_issued: int
+
+
+class _Lifecycle(Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Collector:
+    """A Segment-compatible collector on loopback, served by one background thread.
+
+    Usable as a context manager (``with Collector() as c:``) or with :meth:`start` / :meth:`stop`.
+
+    Args:
+        port: TCP port, 0 for a free one (read it back from :attr:`port` / :attr:`url`).
+        db_path: SQLite file to store into, or None for a private temporary one.
+        write_keys: accepted write keys; None accepts any non-empty key.
+        faults: fault injection; None injects none.
+        oauth: turn on OAuth (``POST /token``; Bearer required on /v1/*).
+        host: address to listen on.
+        read_timeout: seconds a request may take to arrive, and the idle keep-alive timeout.
+        on_message: called on the collector's thread with each stored message, after commit.
+
+    Raises:
+        ValueError: an OAuth public key that is not an RSA PEM.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        db_path: str | os.PathLike[str] | None = None,
+        write_keys: Collection[str] | None = None,
+        faults: Faults | None = None,
+        oauth: OAuthServerSettings | None = None,
+        host: str = "127.0.0.1",
+        *,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        on_message: Callable[[StoredMessage], None] | None = None,
+    ) -> None:
+        if read_timeout <= 0:
+            raise ValueError("read_timeout must be positive")
+        self.host = host
+        self._requested_port = port
+        self._db_path = db_path
+        if isinstance(write_keys, str):
+            write_keys = (write_keys,)
+        self._write_keys = None if write_keys is None else frozenset(write_keys)
+        self._read_timeout = read_timeout
+        self._on_message = on_message
+        self._authority = None if oauth is None else TokenAuthority(oauth, audience="")
+        self._lock = threading.Lock()  # guards faults, rng and counters
+        self._faults = faults or Faults()
+        self._rng = random.Random(self._faults.seed)
+        self._requests = 0
+        self._connections = 0
+        self._batches = 0
+        self._fault_counts: Counter[str] = Counter()
+        self._rejected: Counter[int] = Counter()
+        self._lifecycle = _Lifecycle.NEW
+        self._lifecycle_lock = threading.Lock()
+        self._store: Store | None = None
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Collector:
+        """Bind, open the store and start the serving thread.
+
+        Returns:
+            self, so that ``c = Collector().start()`` works.
+
+        Raises:
+            OSError: the address cannot be bound.
+            RuntimeError: the collector was stopped (it cannot be restarted).
+        """
+        with self._lifecycle_lock:
+            if self._lifecycle is _Lifecycle.RUNNING:
+                return self
+            if self._lifecycle is _Lifecycle.STOPPED:
+                raise RuntimeError("a stopped Collector cannot be restarted")
+            store = Store(self._db_path)
+            server = Server(
+                _Callbacks(self),
+                self.host,
+                self._requested_port,
+                read_timeout=self._read_timeout,
+                max_body=MAX_BATCH_BYTES,
+            )
+            try:
+                self._port = server.bind()
+            except BaseException:
+                server.close_unstarted()
+                store.close()
+                raise
+            self._store, self._server = store, server
+            if self._authority is not None:
+                self._authority.audience = self.url
+            self._thread = threading.Thread(target=server.serve, name="segment-collector", daemon=True)
+            self._thread.start()
+            self._lifecycle = _Lifecycle.RUNNING
+        log.info("collector listening on %s", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every socket, stop the thread and close the store. Idempotent.
+
+        Messages stay readable afterwards (:meth:`messages`, :meth:`count`, ...).
+
+        Args:
+            timeout: seconds to wait for the serving thread.
+        """
+        with self._lifecycle_lock:
+            if self._lifecycle is not _Lifecycle.RUNNING:
+                self._lifecycle = _Lifecycle.STOPPED
+                return
+            self._lifecycle = _Lifecycle.STOPPED
+        assert self._server is not None
+        assert self._thread is not None
+        assert self._store is not None
+        self._server.request_stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("collector thread did not stop within %.1f s", timeout)
+        self._store.close()
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = f"url={self.url!r}" if self._port is not None else f"host={self.host!r}"
+        return f"<Collector {where} {self._lifecycle.value}>"
+
+    # --- where and what -------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port. Raises RuntimeError before :meth:`start`."""
+        if self._port is None:
+            raise RuntimeError("the collector is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://<host>:<port>``, no trailing slash; also the OAuth audience."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._lifecycle is _Lifecycle.RUNNING
+
+    @property
+    def db_path(self) -> str:
+        """The SQLite file in use (a temporary one if none was given)."""
+        return self._started_store().path
+
+    def _started_store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the collector is not started")
+        return self._store
+
+    def wait_for(self, count: int, timeout: float = 10.0, *, unique: bool = False) -> bool:
+        """Wait until ``count`` messages are stored (distinct messageIds with ``unique``).
+
+        Returns:
+            True if reached, False if ``timeout`` seconds passed first.
+        """
+        return self._started_store().wait_for(count, timeout, unique=unique)
+
+    def messages(self) -> list[StoredMessage]:
+        """Every stored message, duplicates included, in arrival order."""
+        return self._started_store().messages()
+
+    def message_ids(self) -> list[str]:
+        """Every stored messageId, duplicates repeated, in arrival order."""
+        return self._started_store().message_ids()
+
+    def count(self, unique: bool = False) -> int:
+        """Messages stored, or distinct messageIds with ``unique``."""
+        return self._started_store().count(unique=unique)
+
+    def duplicate_count(self) -> int:
+        """Stored copies of a messageId seen before."""
+        return self._started_store().duplicate_count()
+
+    @property
+    def tokens_issued(self) -> int:
+        """OAuth tokens issued so far."""
+        return 0 if self._authority is None else self._authority.tokens_issued
+
+    @property
+    def stats(self) -> CollectorStats:
+        """A consistent snapshot of the counters."""
+        store = self._store
+        with self._lock:
+            return CollectorStats(
+                requests=self._requests,
+                connections=self._connections,
+                batches_accepted=self._batches,
+                messages_stored=0 if store is None else store.count(),
+                duplicates=0 if store is None else store.duplicate_count(),
+                faults=types.MappingProxyType(dict(self._fault_counts)),
+                rejected=types.MappingProxyType(dict(self._rejected)),
+                tokens_issued=self.tokens_issued,
+            )
+
+    @property
+    def faults(self) -> Faults:
+        """The fault settings in force."""
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, faults: Faults | None) -> None:
+        """Change fault injection while running; the random sequence restarts from ``faults.seed``."""
+        faults = faults or Faults()
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def set_oauth_fail_status(self, status: int | None) -> None:
+        """Force every ``/token`` reply to ``status`` (None: answer normally).
+
+        Raises:
+            RuntimeError: OAuth mode is off.
+        """
+        if self._authority is None:
+            raise RuntimeError("OAuth mode is off")
+        self._authority.fail_status = status
+
+    # --- what the server loop calls (loop thread only), through _Callbacks ---------------
+
+    def _connection_opened(self) -> None:
+        with self._lock:
+            self._connections += 1
+
+    def _reject(self, status: int, code: str, message: str) -> Reply:
+        with self._lock:
+            self._requests += 1
+            self._rejected[status] += 1
+        return error_reply(status, code, message, close=True)
+
+    def _handle(self, request: HttpRequest, *, faults: bool) -> Action:
+        """Answer one complete request: faults first, then route, auth, decode, validate, store."""
+        if faults:
+            with self._lock:
+                self._requests += 1
+        if request.path == TOKEN_PATH and self._authority is not None:
+            reply = self._authority.token_endpoint(request)
+            if reply.status >= 400:
+                self._count_rejected(reply.status)
+            return reply
+        if not request.path.startswith("/v1/"):
+            return self._rejected_reply(RequestRejected(404, "not_found", "no such endpoint"))
+        fault = self._draw_fault() if faults else None
+        if fault == "latency":
+            return Delay(self.faults.latency)
+        if fault == "drop":
+            return Drop()
+        if fault in _STATUS_FAULTS:
+            return self._fault_reply(fault)
+        try:
+            messages = self._accept(request)
+        except RequestRejected as exc:
+            reply = self._rejected_reply(exc)
+            return Drop() if fault == "lose_reply" else reply
+        store = self._started_store()
+        try:
+            stored = store.insert(messages)
+        except sqlite3.Error:
+            log.exception("collector: could not store a batch; replying 500")
+            return self._rejected_reply(RequestRejected(500, "storage_error", "could not store the batch"))
+        with self._lock:
+            self._batches += 1
+        log.debug("collector: %s %s stored %d messages", request.method, request.path, len(stored))
+        if self._on_message is not None:
+            for message in stored:
+                try:
+                    self._on_message(message)
+                except Exception:
+                    log.exception("collector: on_message callback failed")
+        return Drop() if fault == "lose_reply" else json_reply(200, {"success": True})
+
+    def _draw_fault(self) -> str | None:
+        with self._lock:
+            settings = self._faults
+            if settings.rate <= 0 or self._rng.random() >= settings.rate:
+                return None
+            fault = str(self._rng.choice(list(settings.kinds)))
+            self._fault_counts[fault] += 1
+            return fault
+
+    def _fault_reply(self, fault: str) -> Reply:
+        status, code = _STATUS_FAULTS[fault]
+        headers: tuple[tuple[str, str], ...] = ()
+        if status == 429:
+            # Retry-After is whole seconds (RFC 9110 section 10.2.3); round up, never down.
+            seconds = int(-(-self.faults.retry_after // 1))
+            headers = (("retry-after", str(seconds)),)
+        return error_reply(status, code, "injected fault", headers=headers)
+
+    def _count_rejected(self, status: int) -> None:
+        with self._lock:
+            self._rejected[status] += 1
+
+    def _rejected_reply(self, exc: RequestRejected) -> Reply:
+        self._count_rejected(exc.status)
+        log.debug("collector: rejected with %d %s", exc.status, exc.code)
+        headers = (("allow", "POST"),) if exc.status == 405 else ()
+        return error_reply(exc.status, exc.code, exc.message, headers=headers)
+
+    def _accept(self, request: HttpRequest) -> list[AcceptedMessage]:
+        """Route, authenticate, decode and validate; returns the messages to store."""
+        if request.path != BATCH_PATH and request.path not in SINGLE_PATHS:
+            raise RequestRejected(404, "not_found", "no such endpoint")
+        if request.method != "POST":
+            raise RequestRejected(405, "method_not_allowed", "use POST")
+        authorization = request.header("authorization")
+        if self._authority is not None:
+            token = bearer_token(authorization or "")
+            if not token or not self._authority.is_valid(token):
+                raise RequestRejected(401, "unauthorized", "a valid Bearer token is required")
+            header_key_ok = True
+        elif authorization is not None:
+            key = parse_basic_write_key(authorization)
+            if key is None:
+                raise RequestRejected(401, "unauthorized", "use Basic auth with the write key")
+            self._check_write_key(key)
+            header_key_ok = True
+        else:
+            header_key_ok = False
+        payload = decode_json_body(request.body, request.header("content-encoding"))
+        if not header_key_ok:
+            self._check_write_key(body_write_key(payload))
+        return validate_payload(request.path, payload)
+
+    def _check_write_key(self, key: str | None) -> None:
+        if not key:
+            raise RequestRejected(401, "unauthorized", "a write key is required")
+        if self._write_keys is not None and key not in self._write_keys:
+            raise RequestRejected(401, "unauthorized", "invalid write key")
+
+
+class _Callbacks:
+    """The :class:`~segment_runtimes._collector_server.Application` a Collector gives its server."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    def handle(self, request: HttpRequest, *, faults: bool) -> Action:
+        return self._collector._handle(request, faults=faults)
+
+    def reject(self, status: int, code: str, message: str) -> Reply:
+        return self._collector._reject(status, code, message)
+
+    def connection_opened(self) -> None:
+        self._collector._connection_opened()
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FAULT_KINDS)}")
+    return kinds
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be within [0, 1]")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``collector`` subcommand's flags to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default 8080)")
+    parser.add_argument("--db", default=None, help="SQLite file to store messages in (default: a temporary file)")
+    parser.add_argument("--faults", type=_rate, default=0.0, metavar="RATE", help="fault rate in [0, 1]")
+    parser.add_argument("--seed", type=int, default=0, help="seed for fault injection")
+    parser.add_argument(
+        "--fault-kinds",
+        type=_fault_kinds,
+        default=DEFAULT_FAULT_KINDS,
+        metavar="K1,K2",
+        help=f"faults to inject, from {','.join(FAULT_KINDS)} (default: all but 400)",
+    )
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with 429")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds the latency fault adds")
+    parser.add_argument(
+        "--write-key", action="append", default=None, help="accepted write key (repeatable; default: any)"
+    )
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, help="seconds per request")
+    parser.add_argument("--oauth-public-key", default=None, metavar="PEM_FILE", help="turn on OAuth with this key")
+    parser.add_argument("--oauth-key-id", default=None, help="OAuth key id (kid)")
+    parser.add_argument("--oauth-client-id", default=None, help="OAuth client id")
+    parser.add_argument("--quiet", action="store_true", help="do not print each message")
+
+
+def _printable(text: str | None) -> str:
+    # Terminal-safe: no escape sequences from message content reach the terminal.
+    return "" if text is None else "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _print_message(message: StoredMessage) -> None:
+    who = f"userId={message.user_id}" if message.user_id else f"anonymousId={message.anonymous_id}"
+    line = f"{message.type} {message.message_id} {who} {message.event_or_name or ''}".rstrip()
+    print(_printable(line) + (" [duplicate]" if message.duplicate else ""), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the collector until Ctrl-C or SIGTERM; everything acknowledged is committed.
+
+    Returns:
+        0 after a clean stop, 1 if the address cannot be bound, 2 for bad OAuth settings.
+    """
+    oauth = None
+    if args.oauth_public_key:
+        if not (args.oauth_key_id and args.oauth_client_id):
+            print("--oauth-public-key needs --oauth-key-id and --oauth-client-id", file=sys.stderr)
+            return 2
+        with open(args.oauth_public_key, encoding="ascii") as pem:
+            oauth = OAuthServerSettings(pem.read(), args.oauth_key_id, args.oauth_client_id)
+    faults = Faults(
+        rate=args.faults, seed=args.seed, kinds=args.fault_kinds, retry_after=args.retry_after, latency=args.latency
+    )
+    collector = Collector(
+        port=args.port,
+        db_path=args.db,
+        write_keys=args.write_key,
+        faults=faults,
+        oauth=oauth,
+        host=args.host,
+        read_timeout=args.read_timeout,
+        on_message=None if args.quiet else _print_message,
+    )
+    stopping = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stopping.set())
+    try:
+        try:
+            collector.start()
+        except OSError as exc:
+            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        print(f"listening on {collector.url}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        collector.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if collector.db_path and args.db:
+        print(f"stopped: {collector.count()} messages in {args.db}", file=sys.stderr)
+    return 0
