@@ -47,7 +47,8 @@ BACKOFF_JITTER = 0.1
 
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _FATAL_5XX = frozenset({501, 505})
-# With OAuth on, these from the batch endpoint mean the token was refused: drop it, retry.
+# With OAuth on, these from the batch endpoint mean the token may have been refused: drop it.
+# Only 511 is also retried; the others fail the batch like any other 4xx (segment-analytics-python 2.4).
 OAUTH_INVALIDATING_STATUSES = frozenset({400, 401, 403, 511})
 
 
@@ -67,12 +68,12 @@ def classify_status(status: int, *, oauth: bool) -> Verdict:
     """
     if 200 <= status < 300:
         return Verdict.DELIVERED
-    if oauth and status in OAUTH_INVALIDATING_STATUSES:
-        return Verdict.REAUTHORIZE
+    if status == 511:
+        return Verdict.REAUTHORIZE if oauth else Verdict.FAIL
     if 400 <= status < 500:
         return Verdict.RETRY if status in _RETRYABLE_4XX else Verdict.FAIL
     if 500 <= status < 600:
-        return Verdict.FAIL if status in _FATAL_5XX or status == 511 else Verdict.RETRY
+        return Verdict.FAIL if status in _FATAL_5XX else Verdict.RETRY
     return Verdict.FAIL
 
 
