@@ -654,7 +654,9 @@ class Engine:
             self._settle(batch, RateLimitExceeded(waited, self.config.max_rate_limit_duration))
             return
         self._rate_limit_waits += 1
-        self._paused_until = now + delay
+        # Another batch's Retry-After may already hold the pipeline longer: keep the later end.
+        until = now + delay
+        self._paused_until = until if self._paused_until is None else max(self._paused_until, until)
         batch.ready_at = now
         batch.move(_BatchEvent.PAUSE)
 
