@@ -1,0 +1,393 @@
+"""Validation, stamping and encoding: a call's arguments in, one encoded message out.
+
+Strategy: this runs in the caller's thread on every call, so it does the least
+work that yields a final message. Arguments are validated first, with the
+rules of segment-analytics-python 2.4 (``require(..., ID_TYPES)``) and a few
+fixes (``0`` and UUIDs are valid ids; bools are not; an empty string is no
+id). Then the dicts are cleaned into new dicts (see ``_clean``), the message is
+stamped (messageId, timestamp, ``context.library``) and encoded exactly once by
+a module-level msgspec encoder; the size check is ``len()`` of those bytes.
+The rare values the encoder refuses (lone surrogates, ints too long to print)
+cost a second encode only when they occur.
+
+Wire shape (``segment_core._messages`` decodes it): ``type``, ``messageId``,
+``timestamp`` (ISO-8601, milliseconds, with offset), ``userId`` and
+``anonymousId`` when given, the per-type fields, ``context`` and
+``integrations`` (always objects). Keys whose value would be None are omitted.
+Spec: https://segment.com/docs/connections/spec/common/
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from ._clean import MAX_DEPTH, clean_dict, scrub
+from ._constants import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
+from ._errors import MessageTooLarge, ValidationError
+from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
+
+__all__ = [
+    "MAX_DROPPED_WARNINGS",
+    "BuiltMessage",
+    "build_from_struct",
+    "build_message",
+    "format_timestamp",
+    "message_id_from_bits",
+]
+
+_ENCODER = msgspec.json.Encoder()
+
+# At most this many cleaning warnings per message (then one "... and N more"):
+# a list of 10,000 odd objects must not become 10,000 log lines.
+MAX_DROPPED_WARNINGS = 20
+
+_TYPES: dict[str, str] = {name: name for name in ("track", "identify", "group", "alias", "page", "screen")}
+_TYPES_EXPECTED = "one of " + ", ".join(_TYPES)
+_ID_EXPECTED = "a non-empty string, a number or a UUID"
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1)  # naive UTC, for formatting without reading any timezone
+# A naive timestamp this close to local "now" (or in its future) was made with
+# datetime.now(): segment-analytics-python 2.4 utils.guess_timezone uses 5 s.
+_LOCAL_GUESS_WINDOW = timedelta(seconds=5)
+_ONE_MINUTE = timedelta(minutes=1)
+
+# UUID version 4 / RFC 4122 variant bits (RFC 9562 section 5.4), as uuid.UUID(version=4) sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+class BuiltMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated, cleaned, stamped and encoded message."""
+
+    # The cleaned wire message, what client calls return as ``msg``.
+    message: dict[str, Any]
+    # Its JSON: exactly the bytes that go into a batch.
+    data: bytes
+    # Cleaning warnings ("properties.when: unsupported type Foo"), for the runtime to log.
+    dropped: tuple[str, ...]
+
+
+def message_id_from_bits(bits: int) -> str:
+    """Format 128 random bits as a UUID4 string (``str(uuid.UUID(int=bits, version=4))``, faster).
+
+    Args:
+        bits: random bits, e.g. ``rng.getrandbits(128)``; only the low 128 are used.
+
+    Returns:
+        A lower-case ``8-4-4-4-12`` hex UUID with version 4 and the RFC 4122 variant.
+    """
+    h = ((bits & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# ".000+00:00" ... ".999+00:00": a lookup is cheaper than formatting the milliseconds.
+_MS_SUFFIXES = tuple(f".{ms:03d}+00:00" for ms in range(1000))
+# The last second formatted and its text: calls come many to a second, in order.
+# A memo of a pure function, replaced as one tuple so threads never see it torn.
+_last_second: list[tuple[int, str]] = [(0, "1970-01-01T00:00:00")]
+
+
+def format_timestamp(wall: float) -> str:
+    """Format a wall-clock time as ISO-8601 UTC with milliseconds: ``2026-11-23T13:08:42.123+00:00``.
+
+    Sub-millisecond digits are truncated, as ``isoformat(timespec="milliseconds")`` does.
+
+    Args:
+        wall: seconds since the Unix epoch.
+
+    Returns:
+        The timestamp text (also used for ``sentAt``).
+
+    Raises:
+        ValueError: ``wall`` is NaN. OverflowError: infinite, or outside years 1-9999.
+    """
+    second, ms = divmod(math.floor(wall * 1000), 1000)
+    cached = _last_second[0]
+    if cached[0] != second:
+        cached = (second, (_EPOCH + timedelta(seconds=second)).isoformat())
+        _last_second[0] = cached
+    return cached[1] + _MS_SUFFIXES[ms]
+
+
+def _format_datetime(dt: datetime, wall: float) -> str:
+    """The caller's timestamp as ISO-8601 with offset and milliseconds.
+
+    Naive datetimes are guessed as segment-analytics-python 2.4 does: local time
+    if less than 5 s before local now (or in the future), else UTC. Local now is
+    ``datetime.fromtimestamp(wall)``: no clock is read.
+    """
+    try:
+        offset = dt.utcoffset()
+    except Exception as exc:  # a broken tzinfo
+        raise ValidationError("timestamp", "a datetime whose tzinfo works", dt) from exc
+    try:
+        if offset is None:
+            naive = dt.replace(tzinfo=None)
+            if datetime.fromtimestamp(wall) - naive < _LOCAL_GUESS_WINDOW:
+                try:
+                    dt = naive.astimezone()  # this local time, with the local offset
+                except (OverflowError, ValueError, OSError):
+                    dt = naive.replace(tzinfo=_UTC)
+            else:
+                dt = naive.replace(tzinfo=_UTC)
+        elif offset % _ONE_MINUTE:
+            # RFC 3339 offsets have no seconds; the same instant in UTC does.
+            dt = dt.astimezone(_UTC)
+        return dt.isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError) as exc:
+        raise ValidationError("timestamp", "a datetime that can be expressed in UTC", dt) from exc
+
+
+def _id(field: str, value: object) -> str | None:
+    """An id as str (None if absent). Numbers and UUIDs are stringified; bools are refused."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str.__str__(value) or None
+    if isinstance(value, bool):
+        # A bool is never an identity; segment-analytics-python would send "True".
+        raise ValidationError(field, _ID_EXPECTED + " (not a bool)", value)
+    if isinstance(value, (numbers.Number, UUID)):
+        if (isinstance(value, float) and value - value != 0.0) or (
+            isinstance(value, Decimal) and not value.is_finite()
+        ):
+            raise ValidationError(field, "a finite number", value)
+        try:
+            return str(value)
+        except ValueError as exc:  # an int longer than sys.get_int_max_str_digits()
+            raise ValidationError(field, _ID_EXPECTED + " of printable size", value) from exc
+    raise ValidationError(field, _ID_EXPECTED, value)
+
+
+def _dict(field: str, value: object, warnings: list[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        try:
+            return clean_dict(value, field, warnings)
+        except RecursionError as exc:  # the caller's own stack was already nearly exhausted
+            raise ValidationError(field, f"a dict nested at most {MAX_DEPTH} levels", value) from exc
+    raise ValidationError(field, "a dict", value)
+
+
+def _optional_str(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise ValidationError(field, "a string", value)
+
+
+def _not_accepted(kind: str, **given: object) -> None:
+    for field, value in given.items():
+        if value is not None:
+            raise ValidationError(field, f"None for a {kind} message (not one of its fields)", value)
+
+
+def build_message(
+    type: str,
+    *,
+    wall: float,
+    new_message_id: Callable[[], str],
+    user_id: object = None,
+    anonymous_id: object = None,
+    event: object = None,
+    properties: object = None,
+    traits: object = None,
+    group_id: object = None,
+    previous_id: object = None,
+    name: object = None,
+    category: object = None,
+    context: object = None,
+    timestamp: object = None,
+    integrations: object = None,
+    message_id: object = None,
+) -> BuiltMessage:
+    """Validate, clean, stamp and encode one message.
+
+    Args:
+        type: "track", "identify", "group", "alias", "page" or "screen" (or a MessageType).
+        wall: the wall-clock time of the call, seconds since the epoch.
+        new_message_id: makes a messageId when the caller gave none.
+        user_id, anonymous_id: str, number or UUID; one is required (alias: user_id).
+        event: track only, str, required.
+        properties: track/page/screen, dict or None.
+        traits: identify/group, dict or None.
+        group_id: group only, an id, required.
+        previous_id: alias only, an id, required.
+        name, category: page/screen only, str or None.
+        context, integrations: dict or None; context gains ``library``.
+        timestamp: a datetime (naive ones are guessed, see ``_format_datetime``) or None for ``wall``.
+        message_id: an id, for deduplication; None (or "") to generate one.
+
+    Returns:
+        The message, its JSON bytes and the cleaning warnings.
+
+    Raises:
+        ValidationError: a missing or ill-typed argument, or one the type does not take.
+        MessageTooLarge: the JSON is over MAX_MESSAGE_BYTES.
+    """
+    kind = _TYPES.get(type) if isinstance(type, str) else None
+    if kind is None:
+        raise ValidationError("type", _TYPES_EXPECTED, type)
+    warnings: list[str] = []
+    msg: dict[str, Any] = {"type": kind}
+    # "x is None or" skips a call for the arguments most calls leave out.
+    uid = None if user_id is None else _id("user_id", user_id)
+    aid = None if anonymous_id is None else _id("anonymous_id", anonymous_id)
+    if kind == "alias":
+        _not_accepted(kind, event=event, properties=properties, traits=traits, group_id=group_id)
+        _not_accepted(kind, name=name, category=category)
+        prev = _id("previous_id", previous_id)
+        if prev is None:
+            raise ValidationError("previous_id", _ID_EXPECTED, previous_id)
+        if uid is None:
+            raise ValidationError("user_id", _ID_EXPECTED, user_id)
+        msg["previousId"] = prev
+    elif uid is None and aid is None:
+        raise ValidationError("user_id or anonymous_id", _ID_EXPECTED, None)
+
+    if kind == "track":
+        if traits is not None or group_id is not None or previous_id is not None:
+            _not_accepted(kind, traits=traits, group_id=group_id, previous_id=previous_id)
+        if name is not None or category is not None:
+            _not_accepted(kind, name=name, category=category)
+        if not isinstance(event, str):
+            raise ValidationError("event", "a string", event)
+        props = {} if properties is None else _dict("properties", properties, warnings)
+        msg["event"] = str.__str__(event)
+        msg["properties"] = props
+    elif kind == "identify":
+        _not_accepted(kind, event=event, properties=properties, group_id=group_id, previous_id=previous_id)
+        _not_accepted(kind, name=name, category=category)
+        msg["traits"] = _dict("traits", traits, warnings)
+    elif kind == "group":
+        _not_accepted(kind, event=event, properties=properties, previous_id=previous_id)
+        _not_accepted(kind, name=name, category=category)
+        gid = _id("group_id", group_id)
+        if gid is None:
+            raise ValidationError("group_id", _ID_EXPECTED, group_id)
+        msg["groupId"] = gid
+        msg["traits"] = _dict("traits", traits, warnings)
+    elif kind != "alias":  # page, screen
+        _not_accepted(kind, event=event, traits=traits, group_id=group_id, previous_id=previous_id)
+        page_name = _optional_str("name", name)
+        page_category = _optional_str("category", category)
+        props = _dict("properties", properties, warnings)
+        if page_name is not None:
+            msg["name"] = page_name
+        if page_category is not None:
+            msg["category"] = page_category
+        msg["properties"] = props
+
+    if timestamp is None:
+        ts = format_timestamp(wall)
+    elif isinstance(timestamp, datetime):
+        ts = _format_datetime(timestamp, wall)
+    else:
+        raise ValidationError("timestamp", "a datetime", timestamp)
+    ctx = {} if context is None else _dict("context", context, warnings)
+    integ = {} if integrations is None else _dict("integrations", integrations, warnings)
+    mid = None if message_id is None else _id("message_id", message_id)
+
+    # Stamp. A fresh library dict each time: the caller may mutate the returned message.
+    ctx["library"] = {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}
+    msg["messageId"] = new_message_id() if mid is None else mid
+    msg["timestamp"] = ts
+    if uid is not None:
+        msg["userId"] = uid
+    if aid is not None:
+        msg["anonymousId"] = aid
+    msg["context"] = ctx
+    msg["integrations"] = integ
+
+    try:
+        data = _ENCODER.encode(msg)
+    except ValueError:  # lone surrogates in a str, or an int too long to print
+        _scrub_message(msg, warnings)
+        data = _ENCODER.encode(msg)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
+    if len(warnings) > MAX_DROPPED_WARNINGS:
+        more = len(warnings) - MAX_DROPPED_WARNINGS
+        warnings[MAX_DROPPED_WARNINGS:] = [f"... and {more} more values dropped"]
+    return BuiltMessage(message=msg, data=data, dropped=tuple(warnings))
+
+
+# Wire key -> argument name, for the string fields a caller gives directly.
+_STR_FIELDS = {
+    "userId": "user_id",
+    "anonymousId": "anonymous_id",
+    "messageId": "message_id",
+    "event": "event",
+    "groupId": "group_id",
+    "previousId": "previous_id",
+    "name": "name",
+    "category": "category",
+}
+_DICT_FIELDS = ("properties", "traits", "context", "integrations")
+
+
+def _scrub_message(msg: dict[str, Any], warnings: list[str]) -> None:
+    """Drop what the encoder refused, in place: invalid ids and names are the caller's error."""
+    for key, field in _STR_FIELDS.items():
+        value = msg.get(key)
+        if isinstance(value, str) and scrub(value, field, []) is None:
+            raise ValidationError(field, "valid Unicode text (no lone surrogates)", value)
+    for key in _DICT_FIELDS:
+        if key in msg:
+            msg[key] = scrub(msg[key], key, warnings)
+
+
+_STRUCT_KINDS: tuple[tuple[type[Message], str], ...] = (
+    (Track, "track"),
+    (Identify, "identify"),
+    (Group, "group"),
+    (Alias, "alias"),
+    (Page, "page"),
+    (Screen, "screen"),
+)
+
+
+def build_from_struct(message: Message, *, wall: float, new_message_id: Callable[[], str]) -> BuiltMessage:
+    """Build from a typed message, with exactly the rules of :func:`build_message`.
+
+    Args:
+        message: a Track, Identify, Group, Alias, Page or Screen.
+        wall, new_message_id: as for :func:`build_message`.
+
+    Returns:
+        As :func:`build_message`.
+
+    Raises:
+        ValidationError, MessageTooLarge: as :func:`build_message`.
+    """
+    kind = next((k for cls, k in _STRUCT_KINDS if isinstance(message, cls)), None)
+    if kind is None:
+        raise ValidationError("message", "a Track, Identify, Group, Alias, Page or Screen", message)
+    return build_message(
+        kind,
+        wall=wall,
+        new_message_id=new_message_id,
+        user_id=message.user_id,
+        anonymous_id=message.anonymous_id,
+        event=getattr(message, "event", None),
+        properties=getattr(message, "properties", None),
+        traits=getattr(message, "traits", None),
+        group_id=getattr(message, "group_id", None),
+        previous_id=getattr(message, "previous_id", None),
+        name=getattr(message, "name", None),
+        category=getattr(message, "category", None),
+        context=message.context,
+        timestamp=message.timestamp,
+        integrations=message.integrations,
+        message_id=message.message_id,
+    )
