@@ -348,6 +348,8 @@ class Client(CallMethods):
                     deadline = engine.next_deadline()
                     self._work_ready.wait(None if deadline is None else max(deadline - now, _MIN_WAIT))
                 closed = engine.state is EngineState.CLOSED and request is None
+                if closed:
+                    self._work_ready.notify_all()  # the other workers may sleep with no deadline
             report_outcomes(outcomes, on_error)
             if closed:
                 return
