@@ -1,0 +1,409 @@
+"""Cleaning of values (segment_core/_clean.py), one table row per rule.
+
+Each row is (value, expected cleaned value, expected warnings). A warning is
+compared in full, so a change to its wording or path is a visible change.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import json
+import sys
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+
+from segment_core._clean import MAX_DEPTH, MAX_INT_DIGITS, clean, clean_dict, scrub
+
+UTC = timezone.utc
+IST = timezone(timedelta(hours=5, minutes=30))
+U = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+def _params(cases: list[tuple[str, Any, Any, Any]]) -> list[Any]:
+    return [pytest.param(*case[1:], id=case[0]) for case in cases]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    PAIR = (1, 2)
+
+
+class Size(enum.IntEnum):
+    LARGE = 3
+
+
+class Opaque:
+    """An object with no JSON form; its repr holds a 'secret' that must never reach a warning."""
+
+    def __repr__(self) -> str:
+        return "Opaque(secret=hunter2)"
+
+
+class Odd(enum.Enum):
+    X = Opaque()
+
+
+class Text(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Ratio(float):
+    pass
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: object = None
+
+
+class Item(msgspec.Struct, rename="camel"):
+    item_id: str
+    unit_price: Decimal
+
+
+CLEAN_CASES: list[tuple[str, object, object, tuple[str, ...]]] = [
+    # id, value, cleaned, warnings
+    ("str", "a", "a", ()),
+    ("int", 7, 7, ()),
+    ("big-int", 10**100, 10**100, ()),
+    ("negative-big-int", -(2**200), -(2**200), ()),
+    ("bool", True, True, ()),
+    ("none", None, None, ()),
+    ("float", 1.5, 1.5, ()),
+    ("negative-zero", -0.0, -0.0, ()),
+    ("nan", float("nan"), None, ()),
+    ("inf", float("inf"), None, ()),
+    ("minus-inf", float("-inf"), None, ()),
+    ("datetime-utc", datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC), "2020-01-02T03:04:05+00:00", ()),
+    (
+        "datetime-utc-micro",
+        datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        "2020-01-02T03:04:05.000006+00:00",
+        (),
+    ),
+    ("datetime-naive", datetime(2020, 1, 2, 3, 4, 5, 120000), "2020-01-02T03:04:05.120000", ()),
+    ("datetime-offset", datetime(2020, 1, 2, 3, 4, 5, tzinfo=IST), "2020-01-02T03:04:05+05:30", ()),
+    ("datetime-year-1", datetime(1, 1, 1), "0001-01-01T00:00:00", ()),
+    ("date", date(2020, 1, 2), "2020-01-02", ()),
+    ("decimal-fraction", Decimal("1.50"), 1.5, ()),
+    ("decimal-integral", Decimal("10"), 10, ()),
+    ("decimal-integral-with-zeros", Decimal("10.000"), 10, ()),
+    ("decimal-exponent", Decimal("1E+30"), 10**30, ()),
+    ("decimal-negative-zero", Decimal("-0"), 0, ()),
+    ("decimal-nan", Decimal("NaN"), None, ()),
+    ("decimal-snan", Decimal("sNaN"), None, ()),
+    ("decimal-inf", Decimal("Infinity"), None, ()),
+    ("decimal-minus-inf", Decimal("-Infinity"), None, ()),
+    ("decimal-overflows-float", Decimal("1" * 400 + ".5"), None, ()),
+    ("decimal-too-large", Decimal(f"1E+{MAX_INT_DIGITS}"), None, ("p: Decimal too large for JSON",)),
+    ("uuid", U, str(U), ()),
+    ("enum", Color.RED, "red", ()),
+    ("enum-tuple-value", Color.PAIR, [1, 2], ()),
+    ("int-enum", Size.LARGE, 3, ()),
+    ("str-subclass", Text("t"), "t", ()),
+    ("int-subclass", Count(4), 4, ()),
+    ("float-subclass-nan", Ratio("nan"), None, ()),
+    ("tuple", (1, "a"), [1, "a"], ()),
+    ("list", [1, [2, (3,)]], [1, [2, [3]]], ()),
+    ("set", {1}, [1], ()),
+    ("frozenset", frozenset({"a"}), ["a"], ()),
+    ("list-of-nan", [float("nan"), 1.0], [None, 1.0], ()),
+    ("bytes", b"caf\xc3\xa9", "café", ()),
+    ("bytearray", bytearray(b"ok"), "ok", ()),
+    ("bytes-invalid-utf8", b"\xff\xfe", None, ("p: invalid UTF-8 in bytes",)),
+    ("bytes-invalid-in-list", [b"\xff", b"ok"], ["ok"], ("p[0]: invalid UTF-8 in bytes",)),
+    ("dataclass", Point(1, 2), {"x": 1, "y": 2}, ()),
+    ("dataclass-nested", Point(1, Point(2)), {"x": 1, "y": {"x": 2, "y": None}}, ()),
+    ("dataclass-bad-field", Point(1, Opaque()), {"x": 1}, ("p.y: unsupported type Opaque",)),
+    ("struct", Item(item_id="i", unit_price=Decimal("2.5")), {"itemId": "i", "unitPrice": 2.5}, ()),
+    ("unknown", Opaque(), None, ("p: unsupported type Opaque",)),
+    ("unknown-in-list", [1, Opaque(), 2], [1, 2], ("p[1]: unsupported type Opaque",)),
+    ("unknown-in-dict", {"a": 1, "b": Opaque()}, {"a": 1}, ("p.b: unsupported type Opaque",)),
+    ("enum-unknown-value", Odd.X, None, ("p: unsupported type Opaque",)),
+    ("dataclass-class-is-unknown", Point, None, ("p: unsupported type type",)),
+    ("complex-is-unknown", 1j, None, ("p: unsupported type complex",)),
+    ("memoryview-is-unknown", memoryview(b"x"), None, ("p: unsupported type memoryview",)),
+    ("time-delta-is-unknown", timedelta(1), None, ("p: unsupported type timedelta",)),
+    (
+        "flat-dict",
+        {"a": 1, "b": "x", "c": None, "d": 1.5, "e": True},
+        {"a": 1, "b": "x", "c": None, "d": 1.5, "e": True},
+        (),
+    ),
+    ("dict-nan", {"a": float("nan")}, {"a": None}, ()),
+    ("dict-nested", {"a": {"b": {"c": (1,)}}}, {"a": {"b": {"c": [1]}}}, ()),
+]
+
+
+@pytest.mark.parametrize(("value", "expected", "warnings"), _params(CLEAN_CASES))
+def test_clean(value: object, expected: object, warnings: tuple[str, ...]) -> None:
+    cleaned, got_warnings = clean(value, "p")
+    assert cleaned == expected
+    assert type(cleaned) is type(expected)
+    assert got_warnings == warnings
+    # Whatever survives is JSON as it is, with no need for a default hook.
+    assert json.loads(json.dumps(cleaned, allow_nan=False)) == cleaned
+
+
+KEY_CASES: list[tuple[str, dict[Any, Any], dict[str, Any], tuple[str, ...]]] = [
+    ("str", {"a": 1}, {"a": 1}, ()),
+    ("int", {1: "a"}, {"1": "a"}, ()),
+    ("big-int", {10**30: 1}, {str(10**30): 1}, ()),
+    ("float", {1.5: "a"}, {"1.5": "a"}, ()),
+    ("float-nan", {float("nan"): 1}, {"NaN": 1}, ()),
+    ("float-inf", {float("inf"): 1, float("-inf"): 2}, {"Infinity": 1, "-Infinity": 2}, ()),
+    ("bool", {True: 1, False: 2}, {"true": 1, "false": 2}, ()),
+    ("enum", {Color.RED: 1, Size.LARGE: 2}, {"red": 1, "3": 2}, ()),
+    ("uuid", {U: 1}, {str(U): 1}, ()),
+    ("str-subclass", {Text("k"): 1}, {"k": 1}, ()),
+    ("none-dropped", {None: 1, "a": 2}, {"a": 2}, ("p: unsupported key type NoneType",)),
+    ("tuple-dropped", {(1, 2): 1}, {}, ("p: unsupported key type tuple",)),
+    ("object-dropped", {Opaque(): 1}, {}, ("p: unsupported key type Opaque",)),
+    ("enum-of-tuple-dropped", {Color.PAIR: 1}, {}, ("p: unsupported key type Color",)),
+    (
+        "duplicate-after-stringify",
+        {1: "int", "1": "str"},
+        {"1": "str"},
+        (),
+    ),
+    (
+        "duplicate-str-after-int",
+        {"1": "str", 1: "int"},
+        {"1": "int"},
+        ("p.1: duplicate key after stringifying; last value kept",),
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "expected", "warnings"), _params(KEY_CASES))
+def test_dict_keys(value: dict[Any, Any], expected: dict[str, Any], warnings: tuple[str, ...]) -> None:
+    cleaned, got_warnings = clean(value, "p")
+    assert cleaned == expected
+    assert all(type(k) is str for k in cleaned)
+    assert got_warnings == warnings
+    # Keys are written as json.dumps writes them (what segment-analytics-python sent).
+    if not warnings and len(value) == len(expected) and all(type(k) in (str, int, float, bool) for k in value):
+        assert json.loads(json.dumps(value)) == cleaned
+
+
+def test_a_dict_key_that_is_too_long_an_int_is_dropped() -> None:
+    if not hasattr(sys, "get_int_max_str_digits"):
+        pytest.skip("this Python has no limit on int to str conversion")
+    cleaned, warnings = clean({10 ** (sys.get_int_max_str_digits() + 1): 1, "a": 2}, "p")
+    assert cleaned == {"a": 2}
+    assert warnings == ("p: int key too large for JSON",)
+
+
+def test_warnings_never_include_the_value() -> None:
+    value = {"token": Opaque(), "raw": b"\xffhunter2", "nested": [Opaque()], Opaque(): "hunter2"}
+    cleaned, warnings = clean(value, "properties")
+    assert cleaned == {"nested": []}
+    assert len(warnings) == 4
+    for warning in warnings:
+        assert "hunter2" not in warning
+        assert warning.startswith("properties")
+
+
+def test_long_keys_are_cut_in_warning_paths() -> None:
+    key = "k" * 1000
+    _, warnings = clean({key: Opaque()}, "p")
+    assert warnings == (f"p.{'k' * 40}...: unsupported type Opaque",)
+
+
+def test_paths_name_nested_positions() -> None:
+    value = {"a": [{"b": Opaque()}, (1, {"c": [b"\xff"]})]}
+    _, warnings = clean(value, "traits")
+    assert warnings == (
+        "traits.a[0].b: unsupported type Opaque",
+        "traits.a[1][1].c[0]: invalid UTF-8 in bytes",
+    )
+
+
+def test_the_input_is_never_mutated_nor_aliased() -> None:
+    inner = {"x": [1, 2], "when": date(2020, 1, 1)}
+    value: dict[Any, Any] = {"inner": inner, "flat": {"a": 1}, "list": [1, 2], 3: "int key", "bad": Opaque()}
+    before = copy.deepcopy(value)
+    before["bad"] = value["bad"]  # an Opaque has no equality, keep the same one
+    warnings: list[str] = []
+    cleaned = clean_dict(value, "p", warnings)
+    assert value == before
+    assert cleaned is not value
+    assert cleaned["inner"] is not inner
+    assert cleaned["inner"]["x"] is not inner["x"]
+    assert cleaned["flat"] is not value["flat"]
+    assert cleaned["list"] is not value["list"]
+    cleaned["inner"]["x"].append(3)
+    assert inner["x"] == [1, 2]
+
+
+def test_a_clean_dict_is_copied_not_returned() -> None:
+    value = {"a": 1, "b": "x"}
+    cleaned = clean_dict(value, "p", [])
+    assert cleaned == value
+    assert cleaned is not value
+    assert type(cleaned) is dict
+
+
+def test_dict_subclasses_become_plain_dicts() -> None:
+    from collections import OrderedDict, defaultdict
+
+    d: defaultdict[str, int] = defaultdict(int, {"a": 1})
+    assert type(clean_dict(d, "p", [])) is dict
+    cleaned, _ = clean(OrderedDict([("b", [OrderedDict(c=1)])]))
+    assert cleaned == {"b": [{"c": 1}]}
+    assert type(cleaned["b"][0]) is dict
+
+
+def test_a_circular_reference_is_dropped_not_followed() -> None:
+    d: dict[str, Any] = {"a": 1}
+    d["self"] = d
+    loop: list[Any] = [1]
+    loop.append(loop)
+    d["loop"] = loop
+    cleaned, warnings = clean(d, "p")
+    assert cleaned == {"a": 1, "loop": [1]}
+    assert warnings == ("p.self: circular reference", "p.loop[1]: circular reference")
+
+
+def test_a_circular_dataclass_is_dropped() -> None:
+    p = Point(1)
+    p.y = p
+    cleaned, warnings = clean(p, "p")
+    assert cleaned == {"x": 1}
+    assert warnings == ("p.y: circular reference",)
+
+
+def test_shared_but_not_circular_values_are_kept() -> None:
+    shared = {"k": [1, Opaque()]}
+    cleaned, warnings = clean({"a": shared, "b": shared}, "p")
+    assert cleaned == {"a": {"k": [1]}, "b": {"k": [1]}}
+    assert warnings == ("p.a.k[1]: unsupported type Opaque", "p.b.k[1]: unsupported type Opaque")
+
+
+@pytest.mark.parametrize("container", ["dict", "list", "mixed"])
+def test_very_deep_nesting_is_cut_with_a_warning(container: str) -> None:
+    value: Any = {"leaf": Opaque()}  # an odd leaf forces the slow path at every level
+    for i in range(5 * sys.getrecursionlimit()):
+        as_dict = container == "dict" or (container == "mixed" and i % 2 == 1)
+        value = {"d": value} if as_dict else [value]
+    cleaned, warnings = clean(value, "p")
+    assert len(warnings) == 1
+    assert warnings[0].endswith(f": nested deeper than {MAX_DEPTH} levels")
+    depth = 0  # containers kept: levels 0 to MAX_DEPTH - 1, the last one emptied
+    while isinstance(cleaned, (dict, list)):
+        depth += 1
+        if not cleaned:
+            break
+        cleaned = cleaned["d"] if isinstance(cleaned, dict) else cleaned[0]
+    assert depth == MAX_DEPTH
+
+
+def test_nesting_up_to_the_limit_is_kept() -> None:
+    value: Any = [Opaque(), 1]
+    for _ in range(MAX_DEPTH - 1):
+        value = [value]
+    cleaned, warnings = clean(value, "p")
+    assert len(warnings) == 1
+    assert warnings[0].endswith("unsupported type Opaque")
+    for _ in range(MAX_DEPTH - 1):
+        cleaned = cleaned[0]
+    assert cleaned == [1]
+
+
+def test_a_datetime_with_a_broken_tzinfo_is_dropped() -> None:
+    class Broken(timezone.__base__):  # type: ignore[name-defined,misc]
+        def utcoffset(self, dt: object) -> timedelta:
+            raise RuntimeError("boom")
+
+    cleaned, warnings = clean({"a": datetime(2020, 1, 1, tzinfo=Broken()), "b": 1}, "p")
+    assert cleaned == {"b": 1}
+    assert warnings == ("p.a: datetime could not be formatted",)
+
+
+def test_a_dataclass_with_an_unset_field_is_dropped() -> None:
+    @dataclasses.dataclass
+    class Late:
+        x: int = dataclasses.field(init=False)
+
+    cleaned, warnings = clean({"a": Late(), "b": 1}, "p")
+    assert cleaned == {"b": 1}
+    assert warnings == ("p.a: Late fields could not be read",)
+
+
+def test_unset_struct_fields_are_left_out() -> None:
+    class Patch(msgspec.Struct):
+        a: int | msgspec.UnsetType = msgspec.UNSET
+        b: int = 0
+
+    assert clean(Patch(b=2)) == ({"b": 2}, ())
+
+
+@pytest.mark.parametrize(
+    "dt",
+    [
+        datetime(2020, 1, 2, 3, 4, 5),
+        datetime(2020, 1, 2, 3, 4, 5, 1),
+        datetime(2020, 1, 2, 3, 4, 5, 999999),
+        datetime(999, 12, 31, 23, 59, 59),
+        datetime(9999, 12, 31, 23, 59, 59, 999999),
+        datetime(2020, 1, 2, 3, 4, 5, fold=1),
+        datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2020, 1, 2, 3, 4, 5, 10, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2020, 1, 2, tzinfo=timezone(timedelta(seconds=561))),
+        datetime(2020, 1, 2, tzinfo=timezone(-timedelta(hours=23, minutes=59))),
+    ],
+    ids=repr,
+)
+def test_datetimes_are_written_as_isoformat_writes_them(dt: datetime) -> None:
+    assert clean(dt) == (dt.isoformat(), ())
+
+
+SCRUB_CASES: list[tuple[str, object, object, tuple[str, ...]]] = [
+    ("clean-value", {"a": [1, "b", None]}, {"a": [1, "b", None]}, ()),
+    ("lone-surrogate", {"a": "x\ud800", "b": 1}, {"b": 1}, ("p.a: str is not valid Unicode (lone surrogates)",)),
+    ("surrogate-in-list", ["\udfff", "ok"], ["ok"], ("p[0]: str is not valid Unicode (lone surrogates)",)),
+    ("surrogate-key", {"\ud800": 1, "b": 2}, {"b": 2}, ("p: key is not valid Unicode (lone surrogates)",)),
+    ("non-ascii-is-fine", {"é": "ü"}, {"é": "ü"}, ()),
+]
+
+
+@pytest.mark.parametrize(("value", "expected", "warnings"), _params(SCRUB_CASES))
+def test_scrub(value: object, expected: object, warnings: tuple[str, ...]) -> None:
+    got: list[str] = []
+    assert scrub(value, "p", got) == expected
+    assert tuple(got) == warnings
+    msgspec.json.encode(expected)
+
+
+def test_scrub_drops_ints_too_long_to_print() -> None:
+    if not hasattr(sys, "get_int_max_str_digits"):
+        pytest.skip("this Python has no limit on int to str conversion")
+    big = 10 ** (sys.get_int_max_str_digits() + 1)
+    got: list[str] = []
+    assert scrub({"a": big, "b": [big, 10**50]}, "p", got) == {"b": [10**50]}
+    assert got == ["p.a: int too large for JSON", "p.b[0]: int too large for JSON"]
+
+
+def test_scrub_of_a_dropped_top_level_value_is_none() -> None:
+    got: list[str] = []
+    assert scrub("\ud800", "name", got) is None
+    assert got == ["name: str is not valid Unicode (lone surrogates)"]
+
+
+def test_clean_dict_appends_to_the_given_warnings() -> None:
+    warnings = ["earlier"]
+    assert clean_dict({"a": Opaque(), "b": 1}, "context", warnings) == {"b": 1}
+    assert warnings == ["earlier", "context.a: unsupported type Opaque"]
