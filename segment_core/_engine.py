@@ -325,6 +325,9 @@ class Engine:
         self._queue: deque[bytes] = deque()
         self._queue_times: deque[float] = deque()
         self._queue_bytes = 0
+        # The queue's last batch as _form_batch will take it: earlier messages make full batches.
+        self._tail_count = 0
+        self._tail_bytes = 0  # its messages and the commas between them
         self._head_seq = self._next_seq
         self._flush_through = self._next_seq  # messages with seq below this are due now
         self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
@@ -369,9 +372,16 @@ class Engine:
         self._enqueued += 1
         # Wake the worker only when its deadline moves earlier: a first message
         # starts the upload_interval clock, a full batch is due at once.
-        if was_empty or len(queue) % self.config.upload_size == 0 or self._queue_bytes >= self._batch_budget:
-            return Enqueued.WAKE
-        return Enqueued.QUIET
+        full = False
+        if self._tail_count and self._tail_bytes + 1 + size > self._batch_budget:
+            full = True  # the last batch cannot take this message: it is full, this one opens the next
+            self._tail_count = self._tail_bytes = 0
+        self._tail_bytes += size + 1 if self._tail_count else size
+        self._tail_count += 1
+        if self._tail_count == self.config.upload_size:
+            full = True
+            self._tail_count = self._tail_bytes = 0
+        return Enqueued.WAKE if was_empty or full else Enqueued.QUIET
 
     @property
     def last_seq(self) -> int:
@@ -568,8 +578,7 @@ class Engine:
         if (
             self.state is not EngineState.OPEN
             or self._head_seq < self._flush_through
-            or len(self._queue) >= self.config.upload_size
-            or self._queue_bytes >= self._batch_budget
+            or len(self._queue) > self._tail_count  # the head batch is full
         ):
             return oldest
         return oldest + self.config.upload_interval
@@ -600,6 +609,8 @@ class Engine:
             used += size
             taken.append(queue.popleft())
             times.popleft()
+        if not queue:  # a batch that is not full takes the whole queue
+            self._tail_count = self._tail_bytes = 0
         batch = _Batch(self._head_seq, tuple(taken), now)
         self._head_seq += len(taken)
         self._queue_bytes -= used + 1 - len(taken)
@@ -698,7 +709,7 @@ class Engine:
         first_seq = self._head_seq
         self._queue.clear()
         self._queue_times.clear()
-        self._queue_bytes = 0
+        self._queue_bytes = self._tail_count = self._tail_bytes = 0
         self._head_seq += len(messages)
         self._report_failed(first_seq, messages, error)
 
