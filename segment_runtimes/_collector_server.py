@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from enum import Enum
+from http import HTTPStatus
 from typing import Final, Protocol
 
 import h11
@@ -398,7 +399,7 @@ class Server:
         if close:
             headers.append(("connection", "close"))
         try:
-            data = _send(conn, h11.Response(status_code=reply.status, headers=headers))
+            data = _send(conn, h11.Response(status_code=reply.status, headers=headers, reason=_reason(reply.status)))
             if reply.body and not (conn.request is not None and conn.request.method == b"HEAD"):
                 data += _send(conn, h11.Data(data=reply.body))
             data += _send(conn, h11.EndOfMessage())
@@ -435,7 +436,9 @@ class Server:
         if ours is h11.DONE and theirs is h11.DONE:
             conn.h11.start_next_cycle()
             conn.request = None
-            conn.in_request = False
+            # Bytes already buffered (pipelining, or junk after a short Content-Length) have
+            # started the next request; its read timeout runs from now either way.
+            conn.in_request = bool(conn.h11.trailing_data[0])
             conn.deadline = self._clock() + self._read_timeout  # idle keep-alive timeout
             self._advance(conn)
         elif ours in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
@@ -446,6 +449,13 @@ class Server:
 
 def _send(conn: _Connection, event: h11.Event) -> bytes:
     return conn.h11.send(event) or b""
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def _content_length(request: h11.Request) -> int | None:

@@ -106,7 +106,8 @@ class Faults:
         rate: probability in [0, 1] that a request gets a fault.
         seed: seeds ``random.Random``; :meth:`Collector.set_faults` restarts the sequence.
         kinds: fault names (statuses may be ints); default :data:`DEFAULT_FAULT_KINDS`.
-        retry_after: seconds sent in ``Retry-After`` with 429, rounded up to a whole number.
+        retry_after: seconds sent in ``Retry-After`` with 429: a whole number when integral,
+            else a decimal (understood by segment_core; the reference client ignores it).
         latency: seconds the "latency" fault delays a reply.
 
     Raises:
@@ -458,9 +459,7 @@ class Collector:
         status, code = _STATUS_FAULTS[fault]
         headers: tuple[tuple[str, str], ...] = ()
         if status == 429:
-            # Retry-After is whole seconds (RFC 9110 section 10.2.3); round up, never down.
-            seconds = int(-(-self.faults.retry_after // 1))
-            headers = (("retry-after", str(seconds)),)
+            headers = (("retry-after", _retry_after_text(self.faults.retry_after)),)
         return error_reply(status, code, "injected fault", headers=headers)
 
     def _count_rejected(self, status: int) -> None:
@@ -503,6 +502,12 @@ class Collector:
             raise RequestRejected(401, "unauthorized", "a write key is required")
         if self._write_keys is not None and key not in self._write_keys:
             raise RequestRejected(401, "unauthorized", "invalid write key")
+
+
+def _retry_after_text(seconds: float) -> str:
+    # RFC 9110 section 10.2.3 wants whole seconds. A fractional value (a test convenience) is
+    # sent as a decimal: segment_core reads it, the reference client ignores it and backs off.
+    return str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
 
 
 class _Callbacks:
