@@ -1,0 +1,201 @@
+"""close(deadline), reset_after_fork() and the Stats counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from segment_core import APIError, RetriesExhausted, ShutdownDeadline
+from segment_core._engine import EngineState, Enqueued
+from segment_core._errors import ClientClosed
+
+from .test_engine_support import Driver, FixedRandom, message
+
+# close(deadline) -----------------------------------------------------------------------------
+
+
+def test_close_with_nothing_queued_is_closed_at_once() -> None:
+    driver = Driver()
+    driver.close(timeout=10.0)
+    assert driver.engine.state is EngineState.CLOSED
+    assert driver.engine.next_deadline() is None
+    assert isinstance(driver.enqueue(message(1)), ClientClosed)
+
+
+def test_close_delivers_everything_queued_before_the_deadline() -> None:
+    driver = Driver(upload_size=2, upload_interval=60.0)
+    seqs = driver.add(5)
+    driver.close(timeout=10.0)
+    assert driver.engine.state is EngineState.CLOSING
+    driver.run_until_settled()
+    assert driver.delivery_order == seqs
+    assert not driver.failed
+    assert driver.engine.state is EngineState.CLOSED
+    assert driver.engine.next_deadline() is None
+    assert driver.now < 10.0
+
+
+def test_at_the_deadline_everything_undelivered_fails_once() -> None:
+    driver = Driver(upload_size=2, max_in_flight=1)
+    delivered = driver.add(2)
+    (first,) = driver.flush()
+    driver.respond(first)
+    rest = driver.add(5)
+    (in_flight,) = driver.close(timeout=10.0)  # one batch out, the server never answers
+    assert driver.engine.next_deadline() == pytest.approx(10.0), "the runtime must wake at the deadline"
+    assert driver.poll(9.99) == []
+    assert not driver.failed
+    driver.poll(10.0)
+    assert sorted(driver.failed) == rest
+    assert all(isinstance(error, ShutdownDeadline) for error in driver.failed.values())
+    assert sorted(driver.delivered) == delivered
+    assert driver.engine.pending == 0
+    assert driver.engine.state is EngineState.CLOSED
+    assert driver.engine.next_deadline() is None
+    # The answer to the abandoned request comes too late, and changes nothing.
+    driver.respond(in_flight)
+    assert sorted(driver.delivered) == delivered
+    driver.poll(100.0)
+    stats = driver.engine.stats()
+    assert (stats.delivered, stats.failed) == (2, {"ShutdownDeadline": 5})
+    assert (stats.queue_depth, stats.queue_bytes, stats.in_flight_messages) == (0, 0, 0)
+
+
+def test_close_keeps_retrying_until_the_deadline() -> None:
+    driver = Driver(rng=FixedRandom(0.0), max_retries=10)
+    (seq,) = driver.add(1)
+    (request,) = driver.close(timeout=5.0)
+    sent_at = [driver.now]
+    while not driver.failed:
+        driver.respond(request, 503)
+        deadline = driver.engine.next_deadline()
+        assert deadline is not None
+        requests = driver.poll(deadline)
+        if requests:
+            (request,) = requests
+            sent_at.append(driver.now)
+    # Attempts at 0, 0 (immediate retry), 0.5, 1.5, 3.5; the next would be at 7.5.
+    assert sent_at == pytest.approx([0.0, 0.0, 0.5, 1.5, 3.5])
+    assert driver.now == pytest.approx(5.0)
+    assert isinstance(driver.failed[seq], ShutdownDeadline)
+
+
+def test_close_deadline_cuts_a_rate_limit_pause() -> None:
+    driver = Driver()
+    (seq,) = driver.add(1)
+    (request,) = driver.close(timeout=5.0)
+    driver.respond(request, 429, headers={"retry-after": "60"})
+    assert driver.engine.next_deadline() == pytest.approx(5.0)
+    assert driver.poll(4.0) == []
+    driver.poll(5.0)
+    assert isinstance(driver.failed[seq], ShutdownDeadline)
+
+
+def test_a_fatal_answer_while_closing_is_reported_as_such() -> None:
+    driver = Driver()
+    (seq,) = driver.add(1)
+    (request,) = driver.close(timeout=5.0)
+    driver.respond(request, 400, body=b'{"code":"bad","message":"no"}')
+    assert isinstance(driver.failed[seq], APIError)
+    assert driver.engine.state is EngineState.CLOSED
+    driver.poll(10.0)
+    assert len(driver.failed) == 1
+
+
+def test_closing_again_keeps_the_earlier_deadline() -> None:
+    driver = Driver()
+    driver.add(1)
+    (request,) = driver.close(timeout=10.0)
+    driver.engine.close(now=driver.now, deadline=100.0)
+    assert driver.engine.next_deadline() == pytest.approx(10.0)
+    driver.engine.close(now=driver.now, deadline=3.0)
+    assert driver.engine.next_deadline() == pytest.approx(3.0)
+    driver.poll(3.0)
+    assert len(driver.failed) == 1
+
+
+def test_close_with_a_deadline_already_passed_fails_without_sending() -> None:
+    driver = Driver(upload_interval=100.0)
+    seqs = driver.add(3)
+    driver.engine.close(now=driver.now, deadline=driver.now)
+    assert driver.poll() == []
+    assert sorted(driver.failed) == seqs
+
+
+# reset_after_fork() --------------------------------------------------------------------------
+
+
+def test_reset_after_fork_forgets_everything_and_reports_nothing() -> None:
+    driver = Driver(upload_size=2, max_in_flight=2, upload_interval=60.0)
+    driver.add(5)
+    a, b = driver.flush()
+    driver.respond(b, 503)  # b waits for its retry; a is in flight; one message is queued
+    last_parent_seq = driver.engine.last_seq
+    driver.engine.reset_after_fork()
+    assert driver.engine.next_outputs() == []
+    assert driver.engine.pending == 0
+    assert driver.engine.next_deadline() is None
+    stats = driver.engine.stats()
+    assert (stats.queue_depth, stats.queue_bytes, stats.in_flight_messages) == (0, 0, 0)
+    # The parent's request is not the child's: its answer is ignored.
+    driver.respond(a)
+    assert driver.poll(1000.0) == []
+    assert not driver.delivered and not driver.failed
+    # The child works normally from here.
+    assert driver.enqueue(message(100)) is Enqueued.WAKE
+    assert driver.engine.last_seq == last_parent_seq + 1
+    (request,) = driver.flush()
+    assert request.id not in (a.id, b.id)
+    driver.respond(request)
+    assert list(driver.delivered) == [last_parent_seq + 1]
+
+
+def test_reset_after_fork_drops_a_rate_limit_pause() -> None:
+    driver = Driver()
+    driver.add(1)
+    (request,) = driver.flush()
+    driver.respond(request, 429, headers={"retry-after": "300"})
+    driver.engine.reset_after_fork()
+    driver.add(1)
+    assert len(driver.flush()) == 1
+
+
+# Stats ---------------------------------------------------------------------------------------
+
+
+def test_stats_count_what_happened() -> None:
+    driver = Driver(upload_size=2, max_in_flight=2, max_queue_size=4, max_retries=1, upload_interval=60.0)
+    sizes = [100, 200, 300, 400]
+    for i, size in enumerate(sizes):
+        assert isinstance(driver.enqueue(message(i, size)), Enqueued)
+    assert not isinstance(driver.enqueue(message(9)), Enqueued)
+    stats = driver.engine.stats()
+    assert (stats.enqueued, stats.rejected, stats.queue_depth, stats.queue_bytes) == (4, 1, 4, sum(sizes))
+    assert (stats.requests, stats.in_flight_messages) == (0, 0)
+
+    a, b = driver.poll()  # two full batches
+    stats = driver.engine.stats()
+    assert (stats.queue_depth, stats.queue_bytes, stats.in_flight_messages, stats.requests) == (0, 0, 4, 2)
+
+    driver.respond(a, 500)  # counted retry
+    assert driver.engine.stats().in_flight_messages == 2
+    driver.respond(b, 429, headers={"retry-after": "2"})  # rate-limit wait
+    assert driver.poll(1.9) == []  # the pause holds a's retry too
+    a_retry, b_again = driver.poll(2.0)
+    assert (a_retry.retry_count, b_again.retry_count) == (1, 1)
+    driver.respond(a_retry, 500)  # max_retries=1: exhausted
+    driver.respond(b_again, 200)
+    driver.add(1)
+    (c,) = driver.flush()
+    driver.respond(c, 404)
+
+    stats = driver.engine.stats()
+    failed = Counter(type(error).__name__ for error in driver.failed.values())
+    assert stats.failed == dict(failed) == {"RetriesExhausted": 2, "APIError": 1}
+    assert stats.delivered == len(driver.delivered) == 2
+    assert stats.enqueued == len(driver.data) == 5
+    assert stats.requests == len(driver.sent) == 5
+    assert (stats.retries, stats.rate_limit_waits, stats.rejected) == (1, 1, 1)
+    assert (stats.queue_depth, stats.queue_bytes, stats.in_flight_messages) == (0, 0, 0)
+    assert isinstance(driver.failed[0], RetriesExhausted)
