@@ -177,6 +177,9 @@ class Server:
                     else:
                         self._guarded(key.data, mask)
                 self._fire_timers()
+        except Exception:
+            log.exception("collector: the event loop failed; closing every connection")
+            raise
         finally:
             self._close_all()
 

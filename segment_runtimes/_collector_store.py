@@ -89,6 +89,9 @@ class Store:
         db_path: the SQLite file to use (created if missing; existing rows are kept and count
             towards duplicates), or None for a private file in a temporary directory that is
             removed when the store is garbage-collected.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or is not a SQLite database.
     """
 
     def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
@@ -99,17 +102,22 @@ class Store:
         else:
             self.path = os.fspath(db_path)
         self.condition = threading.Condition()
-        self._db: sqlite3.Connection | None = self._connect()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
         self._ids: set[str] = set()
         self._total = 0
         self._duplicates = 0
-        for message_id, duplicate in self._db.execute("SELECT message_id, duplicate FROM messages"):
-            self._ids.add(message_id)
-            self._total += 1
-            self._duplicates += bool(duplicate)
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            for message_id, duplicate in db.execute("SELECT message_id, duplicate FROM messages"):
+                self._ids.add(message_id)
+                self._total += 1
+                self._duplicates += bool(duplicate)
+        except BaseException:
+            db.close()
+            raise
+        self._db: sqlite3.Connection | None = db
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)

@@ -585,7 +585,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the collector until Ctrl-C or SIGTERM; everything acknowledged is committed.
 
     Returns:
-        0 after a clean stop, 1 if the address cannot be bound, 2 for bad OAuth settings.
+        0 after a clean stop, 1 if the address cannot be bound or the database opened, 2 for
+        bad OAuth settings.
     """
     oauth = None
     if args.oauth_public_key:
@@ -615,6 +616,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             collector.start()
+        except sqlite3.Error as exc:
+            print(f"cannot open {args.db}: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
