@@ -414,7 +414,25 @@ class Client(CallMethods):
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
+# Fork holds every client's lock so that no child copies an engine halfway
+# through a change; the lock is only ever held briefly (never across I/O or callbacks).
+_forking: list[Client] = []
+
+
+def _before_fork() -> None:
+    _forking[:] = list(_live_clients)
+    for client in _forking:
+        client._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for client in _forking:
+        client._lock.release()
+    _forking.clear()
+
+
 def _after_fork_in_child() -> None:
+    _forking.clear()
     for client in list(_live_clients):
         client._after_fork_in_child()
 
@@ -428,7 +446,9 @@ def _shutdown_at_exit() -> None:
                 log.exception("shutdown at exit failed")
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 atexit.register(_shutdown_at_exit)
 
 
@@ -463,12 +483,12 @@ _default_client_lock = threading.Lock()
 
 
 def _default() -> Client:
-    """The default client, made on first use from the module settings."""
+    """The default client, made on first use from the module settings (and again after a shutdown)."""
     global default_client  # noqa: PLW0603 - the module API is a lazily made singleton by design
     client = default_client
-    if client is None:
+    if client is None or client._engine.state is EngineState.CLOSED:
         with _default_client_lock:
-            if default_client is None:
+            if default_client is None or default_client._engine.state is EngineState.CLOSED:
                 default_client = Client(
                     write_key,
                     host=host,

@@ -152,6 +152,35 @@ def test_module_level_api(collector: Collector) -> None:
     assert errors.calls == []
 
 
+@pytest.mark.usefixtures("module_api")
+def test_module_level_api_works_again_after_shutdown(collector: Collector) -> None:
+    analytics.write_key = WRITE_KEY
+    analytics.host = collector.url
+    first = analytics.track("user", "Before Shutdown")[1]["messageId"]
+    assert analytics.shutdown(5)
+    ok, message = analytics.track("user", "After Shutdown")
+    assert ok
+    assert analytics.flush(10)
+    assert sorted(collector.message_ids()) == sorted([first, message["messageId"]])
+
+
+def test_demo_runs_every_runtime_and_loses_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "segment_runtimes", "demo", "--events", "400", "--faults", "0.3", "--seed", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
+    for runtime in ("threaded", "asyncio", "trio"):
+        sent, delivered, _retried, _duplicates, failed = rows[runtime][1:6]
+        assert sent == delivered == "401"
+        assert failed == "0"
+    assert "nothing lost" in result.stdout
+
+
 def test_fork_child_delivers_its_own_and_parent_sends_nothing_twice(collector: Collector) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
