@@ -109,7 +109,9 @@ def format_timestamp(wall: float) -> str:
     Raises:
         ValueError: ``wall`` is NaN. OverflowError: infinite, or outside years 1-9999.
     """
-    second, ms = divmod(math.floor(wall * 1000), 1000)
+    second = math.floor(wall)
+    # wall - second is exact in floating point; wall * 1000 would round first.
+    ms = min(math.floor((wall - second) * 1000), 999)
     cached = _last_second[0]
     if cached[0] != second:
         cached = (second, (_EPOCH + timedelta(seconds=second)).isoformat())
