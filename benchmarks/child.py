@@ -1,0 +1,358 @@
+"""One measurement in a fresh interpreter: ``python -m benchmarks.child MODE IMPL [options]``.
+
+Every measurement runs in its own process so that no run inherits another's
+threads, garbage, warmed caches or atexit hooks, and so that a client that
+hangs (the reference, with the server down) can be killed. The last line on
+stdout is one JSON object with the result; :mod:`benchmarks.run` reads it.
+
+Modes:
+
+- ``deliver``: warm up, then time N ``track`` calls (the caller's loop) while
+  the client delivers to the collector at ``--url``, then flush and shut down
+  (ours: ``flush()`` + ``shutdown()``; reference: ``flush()`` + ``join()``, its
+  ``shutdown()``). Writes the messageIds the calls returned to ``--ids`` so
+  that the parent can check them against what the collector stored.
+- ``memory``: with the server down (a bound, non-listening port) and
+  ``upload_interval=3600``, enqueue N events under tracemalloc and report the
+  Python memory still held per queued event, and the mean JSON size of the
+  messages the calls returned.
+- ``shutdown``: with the server down, queue N events and time shutting down.
+  Prints ``shutting-down`` first so that the parent can bound a hang.
+
+IMPL is ``threaded``, ``asyncio`` or ``trio`` (this project) or ``reference``
+(segment-analytics-python 2.4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import random
+import socket
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+from .workload import WRITE_KEY, json_size, make_call, make_calls
+
+__all__ = ["IMPLS", "main"]
+
+IMPLS = ("threaded", "asyncio", "trio", "reference")
+# Calls between two yields to the event loop in the async runtimes: a web handler awaits
+# something every so often, and that is when delivery runs.
+ASYNC_CHUNK = 100
+WARMUP = 300
+_WORKLOAD_SEED = 1
+_WARMUP_SEED = 2
+
+
+class _Errors:
+    """An on_error callback that counts the messages it is told about."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.calls = 0
+
+    def __call__(self, error: Exception, batch: list[Any]) -> None:
+        self.calls += 1
+        self.messages += len(batch)
+
+
+def _client_class(impl: str) -> Any:
+    if impl == "threaded":
+        from segment_runtimes.threaded import Client
+
+        return Client
+    if impl == "reference":
+        from segment.analytics import Client as Reference
+
+        return Reference
+    raise ValueError(f"not a threaded client: {impl}")
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def _closed_port() -> tuple[socket.socket, str]:
+    """A bound socket that never listens: connecting to it is refused at once (the server is down)."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    return holder, f"http://127.0.0.1:{holder.getsockname()[1]}"
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+def _deliver_threaded(impl: str, url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+    warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
+    calls = make_calls(n, seed=_WORKLOAD_SEED)
+    errors = _Errors()
+    client = _client_class(impl)(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    ids: list[str] = []
+    failed_calls = 0
+    for kwargs in warmup:
+        ok, msg = client.track(**kwargs)
+        ids.append(msg["messageId"])
+        failed_calls += not ok
+    client.flush()
+    track = client.track
+    append = ids.append
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    c0 = time.thread_time_ns()
+    for kwargs in calls:
+        ok, msg = track(**kwargs)
+        append(msg["messageId"])
+        if not ok:
+            failed_calls += 1
+    c1 = time.thread_time_ns()
+    t1 = time.perf_counter_ns()
+    client.flush()
+    t2 = time.perf_counter_ns()
+    if impl == "reference":
+        client.join()  # the reference's shutdown() is flush() + join()
+    else:
+        client.shutdown()
+    t3 = time.perf_counter_ns()
+    result = {
+        "loop_ns": t1 - t0,
+        "loop_thread_cpu_ns": c1 - c0,
+        "flushed_ns": t2 - t0,
+        "end_ns": t3 - t0,
+        "failed_calls": failed_calls,
+        "on_error_messages": errors.messages,
+    }
+    return result, ids
+
+
+async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+    from segment_runtimes.asyncio import AsyncClient
+
+    warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
+    calls = make_calls(n, seed=_WORKLOAD_SEED)
+    errors = _Errors()
+    client = AsyncClient(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    ids: list[str] = []
+    failed_calls = 0
+    for kwargs in warmup:
+        ok, msg = client.track(**kwargs)
+        ids.append(msg["messageId"])
+        failed_calls += not ok
+    await client.flush()
+    track = client.track
+    append = ids.append
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    c0 = time.thread_time_ns()
+    for start in range(0, n, ASYNC_CHUNK):
+        for kwargs in calls[start : start + ASYNC_CHUNK]:
+            ok, msg = track(**kwargs)
+            append(msg["messageId"])
+            if not ok:
+                failed_calls += 1
+        await asyncio.sleep(0)
+    c1 = time.thread_time_ns()
+    t1 = time.perf_counter_ns()
+    await client.flush()
+    t2 = time.perf_counter_ns()
+    await client.shutdown()
+    t3 = time.perf_counter_ns()
+    result = {
+        "loop_ns": t1 - t0,
+        "loop_thread_cpu_ns": c1 - c0,
+        "flushed_ns": t2 - t0,
+        "end_ns": t3 - t0,
+        "failed_calls": failed_calls,
+        "on_error_messages": errors.messages,
+    }
+    return result, ids
+
+
+async def _deliver_trio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+    import trio
+
+    from segment_runtimes.trio import open_client
+
+    warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
+    calls = make_calls(n, seed=_WORKLOAD_SEED)
+    errors = _Errors()
+    ids: list[str] = []
+    failed_calls = 0
+    async with open_client(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000) as client:
+        for kwargs in warmup:
+            ok, msg = client.track(**kwargs)
+            ids.append(msg["messageId"])
+            failed_calls += not ok
+        await client.flush()
+        track = client.track
+        append = ids.append
+        gc.collect()
+        t0 = time.perf_counter_ns()
+        c0 = time.thread_time_ns()
+        for start in range(0, n, ASYNC_CHUNK):
+            for kwargs in calls[start : start + ASYNC_CHUNK]:
+                ok, msg = track(**kwargs)
+                append(msg["messageId"])
+                if not ok:
+                    failed_calls += 1
+            await trio.sleep(0)
+        c1 = time.thread_time_ns()
+        t1 = time.perf_counter_ns()
+        await client.flush()
+        t2 = time.perf_counter_ns()
+        await client.shutdown()
+        t3 = time.perf_counter_ns()
+    result = {
+        "loop_ns": t1 - t0,
+        "loop_thread_cpu_ns": c1 - c0,
+        "flushed_ns": t2 - t0,
+        "end_ns": t3 - t0,
+        "failed_calls": failed_calls,
+        "on_error_messages": errors.messages,
+    }
+    return result, ids
+
+
+def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
+    """Time N calls and their delivery; write every returned messageId (warm-up included) to ids_path."""
+    if impl == "asyncio":
+        result, ids = asyncio.run(_deliver_asyncio(url, n))
+    elif impl == "trio":
+        import trio
+
+        result, ids = trio.run(_deliver_trio, url, n)
+    else:
+        result, ids = _deliver_threaded(impl, url, n)
+    with open(ids_path, "w", encoding="ascii") as out:
+        out.write("\n".join(ids))
+    result.update(impl=impl, n=n, warmup=WARMUP, sent=len(ids))
+    return result
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def memory(impl: str, n: int) -> dict[str, Any]:
+    """Python memory held per queued event while sending is stalled (server down, long upload_interval)."""
+    _quiet_logging()
+    holder, url = _closed_port()
+    client = _client_class(impl)(
+        WRITE_KEY, host=url, upload_interval=3600, max_queue_size=n + 10_000, on_error=_Errors()
+    )
+    # Warm up: one full batch makes the worker try (and fail) once, so that its HTTP client,
+    # connection pool and the like exist before measuring, then wait in its retry backoff.
+    for kwargs in make_calls(150, seed=_WARMUP_SEED, start=10_000_000):
+        client.track(**kwargs)
+    time.sleep(0.3)
+    # Calls are made one at a time and dropped, so only what the client keeps stays alive.
+    rng = random.Random(_WORKLOAD_SEED)
+    track = client.track
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    json_total = 0
+    accepted = 0
+    for index in range(n):
+        ok, msg = track(**make_call(index, rng))
+        json_total += json_size(msg)
+        accepted += ok
+    del msg
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    ignore = (
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    )
+    diff = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
+    held = sum(stat.size_diff for stat in diff)
+    top = [
+        {"where": str(stat.traceback[0]), "bytes_per_event": round(stat.size_diff / n, 1)}
+        for stat in sorted(diff, key=lambda s: -s.size_diff)[:6]
+    ]
+    holder.close()
+    return {
+        "impl": impl,
+        "n": n,
+        "accepted": accepted,
+        "held_bytes": held,
+        "bytes_per_event": held / n,
+        "mean_json_bytes": json_total / n,
+        "top": top,
+    }
+
+
+def _quiet_logging() -> None:
+    # Both clients log every failed attempt and, at shutdown, every undelivered batch.
+    logging.getLogger("segment").setLevel(logging.CRITICAL + 1)
+    logging.getLogger("segment").propagate = False
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+
+def shutdown(impl: str, n: int, timeout: float | None) -> dict[str, Any]:
+    """Time shutting down with the server down. Ours: shutdown(timeout); reference: flush() + join()."""
+    _quiet_logging()
+    holder, url = _closed_port()
+    errors = _Errors()
+    options: dict[str, Any] = {"host": url, "on_error": errors}
+    client = _client_class(impl)(WRITE_KEY, **options)
+    for kwargs in make_calls(n, seed=_WORKLOAD_SEED):
+        client.track(**kwargs)
+    _emit({"event": "shutting-down"})
+    t0 = time.perf_counter()
+    if impl == "reference":
+        client.flush()
+        client.join()
+        delivered_all: bool | None = None
+    else:
+        delivered_all = client.shutdown(timeout=timeout)
+    elapsed = time.perf_counter() - t0
+    holder.close()
+    return {
+        "impl": impl,
+        "n": n,
+        "timeout": timeout,
+        "seconds": elapsed,
+        "delivered_all": delivered_all,
+        "on_error_messages": errors.messages,
+    }
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.child")
+    parser.add_argument("mode", choices=("deliver", "memory", "shutdown"))
+    parser.add_argument("impl", choices=IMPLS)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--url", help="collector URL (deliver)")
+    parser.add_argument("--ids", help="file to write the returned messageIds to (deliver)")
+    parser.add_argument("--timeout", type=float, default=None, help="our shutdown timeout (shutdown)")
+    args = parser.parse_args(argv)
+    if args.mode == "deliver":
+        if not args.url or not args.ids:
+            parser.error("deliver needs --url and --ids")
+        result = deliver(args.impl, args.url, args.n, args.ids)
+    elif args.mode == "memory":
+        result = memory(args.impl, args.n)
+    else:
+        result = shutdown(args.impl, args.n, args.timeout)
+    _emit(result)
+    sys.stdout.flush()
+    # Skip atexit: a stalled client (memory, shutdown) would otherwise retry at exit; a
+    # delivering one has already been shut down explicitly.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
