@@ -98,7 +98,8 @@ _last_second: list[tuple[int, str]] = [(0, "1970-01-01T00:00:00")]
 def format_timestamp(wall: float) -> str:
     """Format a wall-clock time as ISO-8601 UTC with milliseconds: ``2026-11-23T13:08:42.123+00:00``.
 
-    Sub-millisecond digits are truncated, as ``isoformat(timespec="milliseconds")`` does.
+    The same text as ``datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds")``
+    (sub-millisecond digits truncated), in a fraction of the time.
 
     Args:
         wall: seconds since the Unix epoch.
@@ -109,9 +110,14 @@ def format_timestamp(wall: float) -> str:
     Raises:
         ValueError: ``wall`` is NaN. OverflowError: infinite, or outside years 1-9999.
     """
+    # As datetime.fromtimestamp(): round to the microsecond (half to even), then
+    # truncate to the millisecond. wall - second is exact in floating point.
     second = math.floor(wall)
-    # wall - second is exact in floating point; wall * 1000 would round first.
-    ms = min(math.floor((wall - second) * 1000), 999)
+    us = round((wall - second) * 1e6)
+    if us >= 1_000_000:
+        second += 1
+        us -= 1_000_000
+    ms = us // 1000
     cached = _last_second[0]
     if cached[0] != second:
         cached = (second, (_EPOCH + timedelta(seconds=second)).isoformat())

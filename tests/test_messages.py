@@ -735,10 +735,12 @@ def test_message_id_from_bits_is_a_uuid4(bits: int) -> None:
         (WALL, WALL_TEXT),
         (1.9999, "1970-01-01T00:00:01.999+00:00"),
         (-0.5, "1969-12-31T23:59:59.500+00:00"),
-        (253_402_300_799.999, "9999-12-31T23:59:59.999+00:00"),
+        (253_402_300_799.5, "9999-12-31T23:59:59.500+00:00"),
+        # The float nearest 1790000000.123 is a little below it: rounded to the microsecond first, as datetime does.
+        (1_790_000_000.123, "2026-09-21T14:13:20.123+00:00"),
         (1_700_000_000, "2023-11-14T22:13:20.000+00:00"),
     ],
-    ids=["epoch", "wall", "truncates", "before-epoch", "year-9999", "int"],
+    ids=["epoch", "wall", "truncates", "before-epoch", "year-9999", "float-below-its-decimal", "int"],
 )
 def test_format_timestamp(wall: float, expected: str) -> None:
     assert format_timestamp(wall) == expected
