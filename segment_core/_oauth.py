@@ -103,10 +103,14 @@ def _require_text(name: str, value: object) -> None:
         raise ConfigurationError(f"oauth {name} must be a non-empty string")
 
 
-def _load_rsa_key(pem: str) -> RSAPrivateKey:
-    """Load an unencrypted PEM RSA private key; the error never quotes the key."""
+def _load_rsa_key(pem: str, *, validated: bool = False) -> RSAPrivateKey:
+    """Load an unencrypted PEM RSA private key; the error never quotes the key.
+
+    The RSA consistency check costs ~40 ms; ``validated=True`` skips it for a
+    key that ``OAuthConfig`` has already checked.
+    """
     try:
-        key = load_pem_private_key(pem.encode("utf-8"), password=None)
+        key = load_pem_private_key(pem.encode("utf-8"), password=None, unsafe_skip_rsa_key_validation=validated)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     if not isinstance(key, RSAPrivateKey):
@@ -286,14 +290,14 @@ class TokenManager:
 
     def __init__(self, config: OAuthConfig, *, random: RandomSource) -> None:
         """Args:
-        config: the validated OAuth settings; its key is loaded once, here.
+        config: the OAuth settings (which checked the key); the key is loaded once, here.
         random: the source of jti values and backoff jitter; seed it to replay a run.
 
         Raises:
             ConfigurationError: the private key does not load as an RSA key.
         """
         self._config = config
-        self._key = _load_rsa_key(config.private_key)
+        self._key = _load_rsa_key(config.private_key, validated=True)
         self._random = random
         self._skew = 0  # wall - server time, whole seconds; survives reset (the clocks did not change)
         self._start_over()
@@ -430,7 +434,7 @@ class TokenManager:
             self._attempt_failed(f"HTTP 429: {_sanitize(text, assertion)}", now, self._rate_limit_wait(response, wall))
         elif 400 <= status < 500 and any(phrase in text.lower() for phrase in SKEW_ERRORS):
             self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion)}", now, 0.0)
-        elif 300 <= status < 500 or status in _FATAL_5XX:
+        elif (300 <= status < 500 and status not in _TRANSIENT_STATUSES) or status in _FATAL_5XX:
             self._give_up(self._configuration_error(status, response.body, assertion))
         else:  # 1xx, 408, 460, 5xx, nonsense statuses: the server's trouble, worth a retry
             self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion)}", now, None)
