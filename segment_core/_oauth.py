@@ -124,7 +124,7 @@ class OAuthConfig(msgspec.Struct, frozen=True, kw_only=True):
     Raises:
         ConfigurationError: an empty field, a private key that is not an
             unencrypted PEM RSA key, an auth server that is not an http(s) URL,
-            or ``max_retries`` below 1.
+            or a negative ``max_retries``.
     """
 
     client_id: str
@@ -132,7 +132,9 @@ class OAuthConfig(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     auth_server: str = DEFAULT_OAUTH_AUTH_SERVER  # a trailing slash is stripped wherever it is used
     scope: str = DEFAULT_OAUTH_SCOPE
-    max_retries: int = 10  # consecutive failed token requests before FAILED
+    # Failed token requests retried in a row before FAILED (max_retries + 1 attempts), as
+    # the engine counts batch retries, so a client's max_retries=0 is valid here too.
+    max_retries: int = 10
 
     def __post_init__(self) -> None:
         for name in ("client_id", "private_key", "key_id", "auth_server", "scope"):
@@ -140,8 +142,8 @@ class OAuthConfig(msgspec.Struct, frozen=True, kw_only=True):
         parts = urlsplit(self.auth_server)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError("oauth auth_server must be an http(s) URL")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 1:
-            raise ConfigurationError("oauth max_retries must be an int of at least 1")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigurationError("oauth max_retries must be an int of at least 0")
         _load_rsa_key(self.private_key)
 
     @property
@@ -170,7 +172,7 @@ class TokenState(enum.Enum):
     VALID = "valid"  # a usable token, nothing in flight; refresh (or retry) at a set time
     REFRESHING = "refreshing"  # a usable token, its successor's request in flight
     BACKING_OFF = "backing_off"  # no usable token, nothing in flight: request after a wait
-    FAILED = "failed"  # terminal: a configuration error, or max_retries failures in a row
+    FAILED = "failed"  # terminal: a configuration error, or max_retries + 1 failures in a row
 
 
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -558,8 +560,9 @@ class TokenManager:
         """Count a failed attempt; wait ``delay`` (None: the exponential backoff), or give up."""
         self._failures += 1
         self._last_error = description
-        if self._failures >= self._config.max_retries:
-            message = f"{self._failures} token requests failed in a row; last: {description}"
+        if self._failures > self._config.max_retries:
+            attempts = f"{self._failures} failed attempt" + ("s" if self._failures > 1 else "")
+            message = f"no token after {attempts} in a row; last: {description}"
             self._give_up(OAuthError(self._last_status, "retries_exhausted", message))
             return
         if delay is None:

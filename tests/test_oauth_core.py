@@ -309,7 +309,7 @@ def test_invalidate_is_a_no_op_without_a_token() -> None:
     ],
 )
 def test_skew_error_retries_at_once_with_the_new_skew(status: int, body: bytes) -> None:
-    manager = make_manager(max_retries=3)
+    manager = make_manager(max_retries=2)
     manager.poll(now=0.0, wall=WALL)
     headers = {"date": formatdate(WALL + 1 + 120, usegmt=True)}  # the server is 120 s ahead
     manager.receive_response(Response(status=status, headers=headers, body=body), now=1.0, wall=WALL + 1)
@@ -380,7 +380,7 @@ def test_429_http_date_is_read_on_the_server_clock() -> None:
 
 
 def test_429_counts_as_an_attempt() -> None:
-    manager = make_manager(max_retries=2)
+    manager = make_manager(max_retries=1)
     manager.poll(now=0.0, wall=WALL)
     manager.receive_response(Response(status=429), now=0.0, wall=WALL)
     manager.poll(now=5.0, wall=WALL + 5)
@@ -405,7 +405,7 @@ def test_transient_failures_back_off_then_fail(how: str) -> None:
     manager = make_manager(seed=5, max_retries=max_retries)
     now = 0.0
     delays = []
-    for _ in range(max_retries - 1):
+    for _ in range(max_retries):
         assert manager.poll(now=now, wall=WALL + now) is not None
         _fail(manager, how, now)
         assert state_of(manager) is S.BACKING_OFF
@@ -427,7 +427,7 @@ def test_transient_failures_back_off_then_fail(how: str) -> None:
     assert isinstance(failure, OAuthError)
     assert failure.code == "retries_exhausted"
     assert failure.status == (None if how == "transport" else int(how))
-    assert f"{max_retries} token requests failed" in failure.message
+    assert failure.message.startswith(f"no token after {max_retries + 1} failed attempts in a row; last: ")
     assert manager.next_deadline() is None
 
 
@@ -448,8 +448,17 @@ def test_jitter_replays_with_the_seed() -> None:
     assert deadlines(1) != deadlines(2)
 
 
+def test_max_retries_zero_gives_up_at_the_first_failure() -> None:
+    manager = make_manager(max_retries=0)
+    manager.poll(now=0.0, wall=WALL)
+    _fail(manager, "transport", 0.0)
+    assert manager.failure is not None
+    assert (manager.failure.status, manager.failure.code) == (None, "retries_exhausted")
+    assert manager.failure.message == "no token after 1 failed attempt in a row; last: transport failure: timeout: read"
+
+
 def test_a_token_resets_the_failure_count() -> None:
-    manager = make_manager(max_retries=2)
+    manager = make_manager(max_retries=1)
     manager.poll(now=0.0, wall=WALL)
     _fail(manager, "503", 0.0)
     manager.poll(now=10.0, wall=WALL + 10)
@@ -660,7 +669,7 @@ BROKEN_PEM = "-----BEGIN PRIVATE KEY-----\nSUPERSECRETKEYMATERIAL\n-----END PRIV
         {"auth_server": ""},
         {"auth_server": "oauth2.segment.io"},
         {"auth_server": "ftp://oauth2.segment.io"},
-        {"max_retries": 0},
+        {"max_retries": -1},
         {"max_retries": True},
         {"max_retries": "3"},
     ],
@@ -757,7 +766,7 @@ class TokenMachine(RuleBasedStateMachine):
     whether the manager has failed.
     """
 
-    @initialize(seed=st.integers(0, 2**32), max_retries=st.integers(1, 8))
+    @initialize(seed=st.integers(0, 2**32), max_retries=st.integers(0, 7))
     def start(self, seed: int, max_retries: int) -> None:
         self.manager = make_manager(seed, max_retries=max_retries)
         self.now = 0.0
