@@ -247,6 +247,7 @@ __all__ = [
     "TokenManager",
     "TokenRequest",
     "TokenState",
+    "TokenStateError",
     "Track",
     "TransportError",
     "TransportFailure",
@@ -273,9 +274,12 @@ if TYPE_CHECKING:
     from ._oauth import (
         TokenState as TokenState,
     )
+    from ._oauth import (
+        TokenStateError as TokenStateError,
+    )
 
 # OAuth (PyJWT, cryptography) loads on first use: most clients authenticate with the write key.
-_LAZY = {"OAuthConfig", "TokenManager", "TokenRequest", "TokenState"}
+_LAZY = {"OAuthConfig", "TokenManager", "TokenRequest", "TokenState", "TokenStateError"}
 
 
 def __getattr__(name: str) -> object:

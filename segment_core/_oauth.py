@@ -32,8 +32,6 @@ import math
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
@@ -46,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from ._constants import DEFAULT_OAUTH_AUTH_SERVER, DEFAULT_OAUTH_SCOPE, MAX_RETRY_AFTER, USER_AGENT
 from ._errors import ConfigurationError, OAuthError, SegmentError
 from ._events import RandomSource, Response, TransportFailure
+from ._retry import backoff_delay, http_date_seconds, parse_retry_after
 
 __all__ = [
     "OAuthConfig",
@@ -62,11 +61,6 @@ TOKEN_PATH: Final = "/token"  # noqa: S105 - a path, not a password
 # segment-analytics-python 2.4: iat = now - 5, exp = now + 55 (a 60 s assertion, tolerant of small skew).
 ASSERTION_BACKDATE: Final = 5
 ASSERTION_LIFETIME: Final = 55
-# Backoff after failed token requests: 0.5 s x 2^(k-1) for the k-th consecutive
-# failure plus up to 10% jitter, capped at 60 s (the batch backoff's numbers).
-BACKOFF_BASE: Final = 0.5
-BACKOFF_CAP: Final = 60.0
-BACKOFF_JITTER: Final = 0.1
 # segment-analytics-python 2.4 waits 5 s after a 429 without a usable reset time.
 DEFAULT_RATE_LIMIT_WAIT: Final = 5.0
 # X-RateLimit-Reset values at least this large are epoch seconds (2001-09-09), smaller ones a delay.
@@ -229,20 +223,11 @@ _HAS_TOKEN: Final = frozenset({_S.VALID, _S.REFRESHING})
 
 
 def _backoff_delay(failures: int, unit_random: float) -> float:
-    """Seconds to wait after the ``failures``-th consecutive failed request (1-based)."""
-    base = BACKOFF_BASE * 2.0 ** min(failures - 1, 16)
-    return min(base * (1.0 + BACKOFF_JITTER * unit_random), BACKOFF_CAP)
+    """Seconds to wait after the ``failures``-th consecutive failed request (1-based).
 
-
-def _http_date(value: str) -> float | None:
-    """Epoch seconds of an HTTP-date, or None. A date without a zone is read as UTC."""
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+    The batch schedule without its immediate first retry: 0.5 s, 1 s, 2 s, ... plus jitter, capped.
+    """
+    return backoff_delay(failures + 1, unit_random)
 
 
 def _positive_number(value: str) -> float | None:
@@ -423,7 +408,7 @@ class TokenManager:
         self._require_in_flight("receive_response")
         self._expire(now)
         date = response.headers.get("date")
-        server_time = _http_date(date) if date else None
+        server_time = http_date_seconds(date) if date else None
         if server_time is not None:
             self._skew = int(wall - server_time)
         status = response.status
@@ -549,9 +534,7 @@ class TokenManager:
             delay = value - server_now if value >= EPOCH_THRESHOLD else value
         retry_after = response.headers.get("retry-after")
         if (delay is None or delay <= 0) and retry_after is not None:
-            delay = _positive_number(retry_after)
-            if delay is None and (when := _http_date(retry_after)) is not None:
-                delay = when - server_now
+            delay = parse_retry_after(retry_after, wall=server_now)
         if delay is None or delay <= 0:
             delay = DEFAULT_RATE_LIMIT_WAIT
         return min(delay, MAX_RETRY_AFTER)

@@ -36,6 +36,7 @@ __all__ = [
     "api_error_from_response",
     "backoff_delay",
     "classify_status",
+    "http_date_seconds",
     "parse_retry_after",
 ]
 
@@ -105,16 +106,27 @@ def parse_retry_after(value: str | None, *, wall: float) -> float | None:
     try:
         delay = float(text)
     except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = http_date_seconds(text)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        delay = when.timestamp() - wall
+        delay = when - wall
     if not delay > 0:  # also rejects NaN
         return None
     return min(delay, MAX_RETRY_AFTER)
+
+
+def http_date_seconds(value: str) -> float | None:
+    """Epoch seconds of an HTTP-date (RFC 9110 section 5.6.7), or None if it is not one.
+
+    A date without a zone (RFC 5322 "-0000") is read as UTC.
+    """
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 class _ErrorBody(msgspec.Struct):

@@ -24,9 +24,6 @@ from segment_core._errors import ConfigurationError, OAuthError
 from segment_core._events import Response, TransportFailure, TransportFailureKind
 from segment_core._oauth import (
     _TRANSITIONS,
-    BACKOFF_BASE,
-    BACKOFF_CAP,
-    BACKOFF_JITTER,
     CLIENT_ASSERTION_TYPE,
     DEFAULT_RATE_LIMIT_WAIT,
     DEFAULT_TOKEN_LIFETIME,
@@ -38,6 +35,7 @@ from segment_core._oauth import (
     TokenStateError,
     _Event,
 )
+from segment_core._retry import BACKOFF_BASE, BACKOFF_CAP, BACKOFF_JITTER
 
 WALL = 1_700_000_000.0  # epoch seconds at monotonic 0 in these tests
 S = TokenState
