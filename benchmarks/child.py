@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gc
+import http.client
 import json
 import logging
 import os
@@ -36,17 +38,21 @@ import socket
 import sys
 import time
 import tracemalloc
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from .workload import WRITE_KEY, json_size, make_call, make_calls
 
 __all__ = ["IMPLS", "main"]
 
-IMPLS = ("threaded", "asyncio", "trio", "reference")
+IMPLS = ("threaded", "asyncio", "trio", "reference", "replay")
 # Calls between two yields to the event loop in the async runtimes: a web handler awaits
 # something every so often, and that is when delivery runs.
-ASYNC_CHUNK = 100
+ASYNC_CHUNK = 10
 WARMUP = 300
+REPLAY_BATCH = 100
 _WORKLOAD_SEED = 1
 _WARMUP_SEED = 2
 
@@ -221,6 +227,8 @@ async def _deliver_trio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
 
 def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
     """Time N calls and their delivery; write every returned messageId (warm-up included) to ids_path."""
+    if impl == "replay":
+        return replay(url, n, ids_path)
     if impl == "asyncio":
         result, ids = asyncio.run(_deliver_asyncio(url, n))
     elif impl == "trio":
@@ -235,6 +243,69 @@ def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
     return result
 
 
+def replay(url: str, n: int, ids_path: str) -> dict[str, Any]:
+    """The collector's ceiling: POST the same events, pre-encoded, in batches of 100, one at a time.
+
+    No client at all: stdlib json and http.client on one keep-alive connection. A client
+    cannot deliver faster than this, so it bounds the events/s figures of every run.
+    """
+    host, _, port = url.removeprefix("http://").partition(":")
+    authorization = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode("ascii")
+    headers = {"Content-Type": "application/json", "Authorization": authorization}
+    ids: list[str] = []
+    bodies: list[bytes] = []
+    calls = make_calls(n, seed=_WORKLOAD_SEED)
+    for start in range(0, n, REPLAY_BATCH):
+        batch = []
+        for kwargs in calls[start : start + REPLAY_BATCH]:
+            message_id = str(uuid.uuid4())
+            ids.append(message_id)
+            context = {**kwargs["context"], "library": {"name": "benchmark-replay", "version": "0"}}
+            message = {
+                "type": "track",
+                "event": kwargs["event"],
+                "userId": kwargs["user_id"],
+                "properties": kwargs["properties"],
+                "context": context,
+                "messageId": message_id,
+                "timestamp": "2026-11-23T13:08:42.123+00:00",
+                "integrations": {},
+            }
+            batch.append(json.dumps(message, default=_isoformat, separators=(",", ":")))
+        envelope = '{"batch":[' + ",".join(batch) + '],"sentAt":"2026-11-23T13:08:42.123+00:00"}'
+        bodies.append(envelope.encode())
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    t0 = time.perf_counter_ns()
+    for body in bodies:
+        connection.request("POST", "/v1/batch", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the collector answered {response.status}")
+    elapsed = time.perf_counter_ns() - t0
+    connection.close()
+    with open(ids_path, "w", encoding="ascii") as out:
+        out.write("\n".join(ids))
+    return {
+        "impl": "replay",
+        "n": n,
+        "warmup": 0,
+        "sent": n,
+        "loop_ns": elapsed,
+        "loop_thread_cpu_ns": 0,
+        "flushed_ns": elapsed,
+        "end_ns": elapsed,
+        "failed_calls": 0,
+        "on_error_messages": 0,
+    }
+
+
+def _isoformat(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
 # --- memory ----------------------------------------------------------------------------------
 
 
@@ -245,11 +316,18 @@ def memory(impl: str, n: int) -> dict[str, Any]:
     client = _client_class(impl)(
         WRITE_KEY, host=url, upload_interval=3600, max_queue_size=n + 10_000, on_error=_Errors()
     )
-    # Warm up: one full batch makes the worker try (and fail) once, so that its HTTP client,
-    # connection pool and the like exist before measuring, then wait in its retry backoff.
+    # Warm up: one full batch makes the worker try (and fail) twice (the first retry is
+    # immediate), so that its HTTP client, lazy imports and the like exist before measuring;
+    # then it waits in its retry backoff while the events pile up.
+    attempts = _count_attempts(impl, client)
     for kwargs in make_calls(150, seed=_WARMUP_SEED, start=10_000_000):
         client.track(**kwargs)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30.0
+    while attempts() < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{impl}: the worker made no delivery attempt within 30 s")
+        time.sleep(0.01)
+    time.sleep(0.05)
     # Calls are made one at a time and dropped, so only what the client keeps stays alive.
     rng = random.Random(_WORKLOAD_SEED)
     track = client.track
@@ -269,6 +347,7 @@ def memory(impl: str, n: int) -> dict[str, Any]:
     ignore = (
         tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
         tracemalloc.Filter(False, "<unknown>"),
     )
     diff = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
@@ -287,6 +366,23 @@ def memory(impl: str, n: int) -> dict[str, Any]:
         "mean_json_bytes": json_total / n,
         "top": top,
     }
+
+
+def _count_attempts(impl: str, client: Any) -> Callable[[], int]:
+    """How many delivery attempts the client has made so far."""
+    if impl != "reference":
+        return lambda: int(client.stats().requests)
+    from segment.analytics import consumer
+
+    post = consumer.post
+    count = [0]
+
+    def counting_post(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return post(*args, **kwargs)
+
+    consumer.post = counting_post
+    return lambda: count[0]
 
 
 def _quiet_logging() -> None:
