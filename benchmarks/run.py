@@ -67,6 +67,8 @@ EVENTS_PER_SECOND_MIN_RATIO = 6.0
 MEMORY_MAX_JSON_RATIO = 1.3
 # Ours must stop within its shutdown timeout; this is the allowance for process noise.
 SHUTDOWN_SLACK = 1.0
+# A client delivering at this fraction of the collector's replay ceiling is limited by the collector.
+COLLECTOR_BOUND = 0.8
 
 
 @dataclass(frozen=True)
@@ -400,9 +402,13 @@ def build_rows(
         )
     )
     ref_eps = median_of("reference", "events_per_second")
+    ceiling = median_of("replay", "events_per_second")
     for impl in OURS:
         eps = median_of(impl, "events_per_second")
         ratio = eps / ref_eps
+        verdict = _verdict(ratio >= EVENTS_PER_SECOND_MIN_RATIO)
+        if verdict == "FAIL" and eps >= COLLECTOR_BOUND * ceiling:
+            verdict = "FAIL (collector-bound)"
         rows.append(
             Row(
                 f"2/5 delivered events/s, {impl}",
@@ -410,18 +416,17 @@ def build_rows(
                 _fmt(ref_eps),
                 f"{ratio:.2f}x",
                 f"≥ {EVENTS_PER_SECOND_MIN_RATIO:g}x",
-                _verdict(ratio >= EVENTS_PER_SECOND_MIN_RATIO),
+                verdict,
                 {"ours": eps, "reference": ref_eps, "ratio": ratio},
             )
         )
-    ceiling = median_of("replay", "events_per_second")
     best = max(median_of(impl, "events_per_second") for impl in OURS)
     rows.append(
         Row(
             "   collector ceiling: raw replay, no client",
             _fmt(ceiling),
             _fmt(ceiling),
-            f"{ref_eps / ceiling:.2f}x",
+            f"ours at {best / ceiling:.2f}",
             "",
             "",
             {"ceiling": ceiling, "best_ours_over_ceiling": best / ceiling, "reference_over_ceiling": ref_eps / ceiling},
@@ -684,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nfigures written to {args.json} ({report['duration_seconds']} s)")
-    failed = [row.figure.strip() for row in rows if row.result == "FAIL"]
+    failed = [row.figure.strip() for row in rows if row.result.startswith("FAIL")]
     if any("lost an event" in name for name in failed):
         print("\n!!! EVENTS WERE LOST: see the log above", file=sys.stderr)
         return 1

@@ -21,9 +21,7 @@ __all__ = ["WRITE_KEY", "json_size", "make_call", "make_calls"]
 WRITE_KEY = "benchmark-write-key"
 
 _PLACED = datetime(2026, 11, 23, 13, 8, 42, 123000, tzinfo=timezone.utc)
-_USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
+_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 _CATEGORIES = ("books", "music", "games", "garden", "kitchen")
 _CITIES = (("Berlin", "DE"), ("Lyon", "FR"), ("Austin", "US"), ("Osaka", "JP"))
 
