@@ -21,6 +21,7 @@ from ._build import (
 from ._build import (
     message_id_from_bits as message_id_from_bits,
 )
+from ._calls import CallMethods as CallMethods
 from ._constants import (
     DEFAULT_HOST as DEFAULT_HOST,
 )
@@ -197,6 +198,7 @@ __all__ = [
     "Authorizer",
     "BatchState",
     "BuiltMessage",
+    "CallMethods",
     "ClientClosed",
     "ConfigurationError",
     "DEFAULT_HOST",

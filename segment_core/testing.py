@@ -30,6 +30,8 @@ from typing import Any
 
 import msgspec
 
+from ._build import build_message, message_id_from_bits
+from ._calls import CallMethods
 from ._engine import Engine, EngineConfig, Enqueued
 from ._errors import DeliveryError
 from ._events import (
@@ -44,6 +46,7 @@ from ._events import (
 
 __all__ = [
     "Drop",
+    "SimulatedClient",
     "ReceivedBatch",
     "Reply",
     "RequestRecord",
@@ -286,17 +289,20 @@ class Simulator:
         Returns:
             The wire message, with the messageId and timestamp the simulation gave it.
         """
-        from ._build import build_message, message_id_from_bits  # noqa: PLC0415
+        return self.client._enqueue(type, fields)[1]
 
-        built = build_message(
-            type,
-            wall=self.clock.wall,
-            new_message_id=lambda: message_id_from_bits(self.random.getrandbits(128)),
-            **fields,
-        )
-        self.enqueue(built.data)
-        message: dict[str, Any] = built.message
-        return message
+    @property
+    def client(self) -> SimulatedClient:
+        """A client whose calls (track, identify, ...) enqueue into this simulation.
+
+        Same signatures and ``(success, msg)`` returns as the real clients, so
+        code under test can be handed this instead of one.
+        """
+        return SimulatedClient(self)
+
+    def delivered_messages(self) -> list[dict[str, Any]]:
+        """The messages the scripted server stored, decoded, duplicates included."""
+        return [message for batch in self.server.received for message in batch.messages]
 
     def flush(self) -> None:
         self.engine.flush(now=self.clock.now)
@@ -379,3 +385,33 @@ class Simulator:
 
     def _event(self, kind: str, request_id: int | None, detail: str) -> None:
         self.trace.events.append(TraceEvent(time=self.clock.now, kind=kind, request_id=request_id, detail=detail))
+
+
+class SimulatedClient(CallMethods):
+    """identify/track/alias/group/page/screen into a :class:`Simulator`, as a real client would.
+
+    Messages are built with the simulation's clock and seeded ids; ``flush()``
+    runs the simulation until everything queued is settled.
+    """
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+
+    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        sim = self._simulator
+        built = build_message(
+            type_,
+            wall=sim.clock.wall,
+            new_message_id=lambda: message_id_from_bits(sim.random.getrandbits(128)),
+            **fields,
+        )
+        result = sim.enqueue(built.data)
+        return not isinstance(result, DeliveryError), built.message
+
+    def flush(self) -> bool:
+        """Run the simulation until everything queued so far is settled; True if none of it failed."""
+        sim = self._simulator
+        first = sim.engine.oldest_unsettled_seq
+        sim.flush()
+        sim.run()
+        return not any(seq >= first for seq in sim.trace.failed)

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 
 from segment_core import MessagesFailed, Output, Request, Response, TransportFailure
+from segment_core._calls import CallMethods
 from segment_core._engine import Engine, Enqueued, Stats
 
 from ._common import (
-    CallMethods,
     ErrorCallback,
     MessageFactory,
     Options,

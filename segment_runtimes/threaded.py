@@ -52,10 +52,10 @@ from segment_core import (
     Response,
     TransportFailure,
 )
+from segment_core._calls import CallMethods
 from segment_core._engine import Engine, EngineState, Enqueued, Stats
 
 from ._common import (
-    CallMethods,
     ErrorCallback,
     MessageFactory,
     Options,
@@ -446,9 +446,7 @@ def _shutdown_at_exit() -> None:
                 log.exception("shutdown at exit failed")
 
 
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 atexit.register(_shutdown_at_exit)
 
 
