@@ -45,7 +45,7 @@ from typing import Any
 
 from .workload import WRITE_KEY, json_size, make_call, make_calls
 
-__all__ = ["IMPLS", "main"]
+__all__ = ["IMPLS", "main", "replay_bodies"]
 
 IMPLS = ("threaded", "asyncio", "trio", "reference", "replay")
 # Calls between two yields to the event loop in the async runtimes: a web handler awaits
@@ -243,15 +243,8 @@ def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
     return result
 
 
-def replay(url: str, n: int, ids_path: str) -> dict[str, Any]:
-    """The collector's ceiling: POST the same events, pre-encoded, in batches of 100, one at a time.
-
-    No client at all: stdlib json and http.client on one keep-alive connection. A client
-    cannot deliver faster than this, so it bounds the events/s figures of every run.
-    """
-    host, _, port = url.removeprefix("http://").partition(":")
-    authorization = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode("ascii")
-    headers = {"Content-Type": "application/json", "Authorization": authorization}
+def replay_bodies(n: int) -> tuple[list[bytes], list[str]]:
+    """The workload's first n events as batch bodies of 100, encoded by stdlib json; and their messageIds."""
     ids: list[str] = []
     bodies: list[bytes] = []
     calls = make_calls(n, seed=_WORKLOAD_SEED)
@@ -274,6 +267,19 @@ def replay(url: str, n: int, ids_path: str) -> dict[str, Any]:
             batch.append(json.dumps(message, default=_isoformat, separators=(",", ":")))
         envelope = '{"batch":[' + ",".join(batch) + '],"sentAt":"2026-11-23T13:08:42.123+00:00"}'
         bodies.append(envelope.encode())
+    return bodies, ids
+
+
+def replay(url: str, n: int, ids_path: str) -> dict[str, Any]:
+    """The collector's ceiling: POST the same events, pre-encoded, in batches of 100, one at a time.
+
+    No client at all: stdlib json and http.client on one keep-alive connection. A client
+    cannot deliver faster than this, so it bounds the events/s figures of every run.
+    """
+    host, _, port = url.removeprefix("http://").partition(":")
+    authorization = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode("ascii")
+    headers = {"Content-Type": "application/json", "Authorization": authorization}
+    bodies, ids = replay_bodies(n)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     t0 = time.perf_counter_ns()
     for body in bodies:

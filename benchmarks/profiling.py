@@ -12,6 +12,11 @@ Usage, from the repository root::
 3. The worker path under cProfile: the worker thread of ``threaded.Client``
    (its ``_work`` loop, profiled from inside the thread) and the reference's
    ``Consumer.run``, delivering the same N events.
+4. With ``--collector``: the collector's server thread while the same events
+   are replayed to it, since its time per batch bounds every events/s figure.
+
+Profiles count the profiled thread's CPU time (``time.thread_time``), from the
+first request after a warm-up.
 
 ``--out DIR`` also writes the ``.prof`` files (for snakeviz, pstats, ...).
 """
@@ -265,6 +270,60 @@ def profile_reference(n: int, limit: int, out: Path | None) -> list[str]:
     return reports
 
 
+def profile_collector(n: int, limit: int, out: Path | None) -> list[str]:
+    """cProfile of the collector's server thread (CPU) while batches of 100 are replayed to it.
+
+    The collector's time per batch bounds every events/s figure of the benchmark: a client
+    with one request in flight cannot deliver faster than the collector stores.
+    """
+    import base64
+    import http.client
+
+    from segment_runtimes import _collector_server
+    from segment_runtimes.collector import Collector
+
+    from .child import replay_bodies
+
+    server_profile = _cpu_profile()
+    original_serve = _collector_server.Server.serve
+
+    def profiled_serve(self: Any) -> None:
+        server_profile.enable()
+        try:
+            original_serve(self)
+        finally:
+            server_profile.disable()
+
+    bodies, _ = replay_bodies(n)
+    authorization = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode("ascii")
+    headers = {"Content-Type": "application/json", "Authorization": authorization}
+    _collector_server.Server.serve = profiled_serve  # type: ignore[method-assign]
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="segment-profile-", dir=_shm()) as directory,
+            Collector(db_path=Path(directory) / "collector.sqlite") as server,
+        ):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            t0 = time.perf_counter()
+            for body in bodies:
+                connection.request("POST", "/v1/batch", body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+            elapsed = time.perf_counter() - t0
+            connection.close()
+            stored = server.count(unique=True)
+    finally:
+        _collector_server.Server.serve = original_serve  # type: ignore[method-assign]
+    return [
+        _report(server_profile, "collector, server thread (POST /v1/batch, 100 per batch)", n, limit, out, "collector"),
+        f"(collector: {n / elapsed:,.0f} events/s while profiled; stored {stored} distinct messageIds of {n})",
+    ]
+
+
+def _shm() -> str | None:
+    return "/dev/shm" if Path("/dev/shm").is_dir() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="track calls profiled (default 10000)")
@@ -272,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=15, help="functions listed per table (default 15)")
     parser.add_argument("--out", type=Path, default=None, help="also write the .prof files here")
     parser.add_argument("--skip-reference", action="store_true", help="profile ours only")
+    parser.add_argument("--collector", action="store_true", help="also profile the collector (the events/s ceiling)")
     args = parser.parse_args(argv)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -283,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, end="\n\n")
     if not args.skip_reference:
         for text in profile_reference(args.n, args.limit, args.out):
+            print(text, end="\n\n")
+    if args.collector:
+        for text in profile_collector(args.n, args.limit, args.out):
             print(text, end="\n\n")
     return 0
 
