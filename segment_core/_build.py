@@ -249,7 +249,12 @@ def build_message(
     warnings: list[str] = []
     msg: dict[str, Any] = {"type": kind}
     # "x is None or" skips a call for the arguments most calls leave out.
-    uid = None if user_id is None else _id("user_id", user_id)
+    # A plain non-empty str is the common id: taken without a call. (``type``
+    # is an argument here, hence ``__class__``.)
+    if user_id.__class__ is str and user_id:
+        uid: str | None = user_id
+    else:
+        uid = None if user_id is None else _id("user_id", user_id)
     aid = None if anonymous_id is None else _id("anonymous_id", anonymous_id)
     if kind == "alias":
         _not_accepted(kind, event=event, properties=properties, traits=traits, group_id=group_id)
@@ -271,7 +276,7 @@ def build_message(
         if not isinstance(event, str):
             raise ValidationError("event", "a string", event)
         props = {} if properties is None else _dict("properties", properties, warnings)
-        msg["event"] = str.__str__(event)
+        msg["event"] = event if event.__class__ is str else str.__str__(event)
         msg["properties"] = props
     elif kind == "identify":
         _not_accepted(kind, event=event, properties=properties, group_id=group_id, previous_id=previous_id)

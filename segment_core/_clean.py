@@ -36,6 +36,7 @@ import enum
 import math
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from uuid import UUID
 
@@ -87,7 +88,7 @@ def clean(value: object, path: str = "value") -> tuple[Any, tuple[str, ...]]:
         ``cleaned`` is None and a warning says why.
     """
     warnings: list[str] = []
-    cleaned = _clean_any(value, None, path, warnings, None, 0)
+    cleaned = _clean_any(value, path, warnings, None, 0)
     return (None if cleaned is _DROP else cleaned), tuple(warnings)
 
 
@@ -102,48 +103,44 @@ def clean_dict(value: dict[Any, Any], path: str, warnings: list[str]) -> dict[st
     Returns:
         A new dict; entries that cannot be represented are left out.
     """
-    out = _clean_dict(value, None, path, warnings, None, 0)
+    out = _clean_dict(value, path, warnings, None, 0)
     return {} if out is _DROP else out
 
 
-# The recursive functions below take the parent's path and this value's key
-# separately and join them only when needed (a warning, or a container that
-# needs the slow path), so that clean values cost no string formatting.
-# ``active`` holds the ids of the containers being cleaned (to spot cycles);
-# it is made by the first container that needs the slow path.
+# Paths are built lazily: a path is the root's name, or a (parent path, key)
+# pair, and becomes text only for a warning. So clean values cost no string
+# formatting however deep they sit.
+# ``active`` holds the ids of the containers being cleaned, to spot cycles; it
+# is made by the first container that needs the slow path.
+_Path = str | tuple["_Path", str | int]
 
 
-def _path(parent: str | None, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    if len(key) > _MAX_KEY_IN_PATH:
-        key = f"{key[:_MAX_KEY_IN_PATH]}..."
-    return str(key) if parent is None else f"{parent}.{key}"
+def _render(path: _Path) -> str:
+    parts: list[str] = []
+    while isinstance(path, tuple):
+        path, key = path
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        else:
+            parts.append(f".{key[:_MAX_KEY_IN_PATH]}..." if len(key) > _MAX_KEY_IN_PATH else f".{key}")
+    parts.append(path)
+    return "".join(reversed(parts))
 
 
-def _enter(
-    value: object, parent: str | None, key: str | int, warnings: list[str], active: set[int], depth: int
-) -> bool:
-    """Check depth and cycles before recursing into ``value``; warn and return False to drop it."""
+def _refuse(path: _Path, warnings: list[str], depth: int) -> _Drop:
+    """Warn that a container is too deep or already being cleaned (a cycle), and drop it."""
     if depth >= MAX_DEPTH:
-        warnings.append(f"{_path(parent, key)}: nested deeper than {MAX_DEPTH} levels")
-        return False
-    if id(value) in active:
-        warnings.append(f"{_path(parent, key)}: circular reference")
-        return False
-    active.add(id(value))
-    return True
+        warnings.append(f"{_render(path)}: nested deeper than {MAX_DEPTH} levels")
+    else:
+        warnings.append(f"{_render(path)}: circular reference")
+    return _DROP
 
 
 def _clean_dict(
-    d: dict[Any, Any],
-    parent: str | None,
-    key: str | int,
-    warnings: list[str],
-    active: set[int] | None,
-    depth: int,
+    d: dict[Any, Any], path: _Path, warnings: list[str], active: set[int] | None, depth: int
 ) -> dict[str, Any] | _Drop:
-    for k, v in d.items():
+    items = iter(d.items())
+    for k, v in items:
         if (type(v) in _ATOMS or (type(v) is float and v - v == 0.0)) and type(k) is str:
             continue
         break
@@ -151,37 +148,76 @@ def _clean_dict(
         return dict(d)
     if active is None:
         active = set()
-    if not _enter(d, parent, key, warnings, active, depth):
-        return _DROP
-    path = _path(parent, key)
+    ident = id(d)
+    if depth >= MAX_DEPTH or ident in active:
+        return _refuse(path, warnings, depth)
+    active.add(ident)
+    depth += 1
     try:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if type(k) is not str:
-                str_key = _clean_key(k, path, warnings)
-                if str_key is None:
+        if type(k) is str:
+            # Everything before k is clean: copy the whole dict in C, then
+            # patch the values from k on. A non-str key further on means the
+            # keys change too: start again with _rebuild_dict.
+            out = dict(d)
+            mark = len(warnings)
+            first = ((k, v),)
+            for key, value in chain(first, items):
+                if type(key) is not str:
+                    break
+                t = type(value)
+                if t in _ATOMS:
                     continue
-                if str_key in out:
-                    warnings.append(f"{_path(path, str_key)}: duplicate key after stringifying; last value kept")
-                k = str_key  # noqa: PLW2901
-            t = type(v)
-            if t in _ATOMS:
-                out[k] = v
-            elif t is float:
-                out[k] = v if v - v == 0.0 else None
+                if t is float:
+                    if value - value != 0.0:
+                        out[key] = None
+                    continue
+                c: Any
+                if t is dict:
+                    c = _clean_dict(value, (path, key), warnings, active, depth)
+                elif t is list or t is tuple:
+                    c = _clean_list(value, (path, key), warnings, active, depth)
+                elif t is datetime:
+                    c = _datetime_text(value, (path, key), warnings)
+                else:
+                    c = _clean_any(value, (path, key), warnings, active, depth)
+                if c is _DROP:
+                    del out[key]
+                else:
+                    out[key] = c
             else:
-                c = _clean_any(v, path, k, warnings, active, depth + 1)
-                if c is not _DROP:
-                    out[k] = c
-        return out
+                return out
+            del warnings[mark:]
+        return _rebuild_dict(d, path, warnings, active, depth)
     finally:
-        active.discard(id(d))
+        active.discard(ident)
+
+
+def _rebuild_dict(d: dict[Any, Any], path: _Path, warnings: list[str], active: set[int], depth: int) -> dict[str, Any]:
+    """A dict with some non-str keys, entry by entry (``depth`` is that of its values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if type(k) is not str:
+            str_key = _clean_key(k, path, warnings)
+            if str_key is None:
+                continue
+            if str_key in out:
+                warnings.append(f"{_render((path, str_key))}: duplicate key after stringifying; last value kept")
+            k = str_key  # noqa: PLW2901
+        t = type(v)
+        if t in _ATOMS:
+            out[k] = v
+        elif t is float:
+            out[k] = v if v - v == 0.0 else None
+        else:
+            c = _clean_any(v, (path, k), warnings, active, depth)
+            if c is not _DROP:
+                out[k] = c
+    return out
 
 
 def _clean_list(
     seq: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any],
-    parent: str | None,
-    key: str | int,
+    path: _Path,
     warnings: list[str],
     active: set[int] | None,
     depth: int,
@@ -194,9 +230,11 @@ def _clean_list(
         return list(seq)
     if active is None:
         active = set()
-    if not _enter(seq, parent, key, warnings, active, depth):
-        return _DROP
-    path = _path(parent, key)
+    ident = id(seq)
+    if depth >= MAX_DEPTH or ident in active:
+        return _refuse(path, warnings, depth)
+    active.add(ident)
+    depth += 1
     try:
         out: list[Any] = []
         for i, v in enumerate(seq):
@@ -206,50 +244,49 @@ def _clean_list(
             elif t is float:
                 out.append(v if v - v == 0.0 else None)
             else:
-                c = _clean_any(v, path, i, warnings, active, depth + 1)
+                c: Any
+                if t is dict:
+                    c = _clean_dict(v, (path, i), warnings, active, depth)
+                elif t is list or t is tuple:
+                    c = _clean_list(v, (path, i), warnings, active, depth)
+                else:
+                    c = _clean_any(v, (path, i), warnings, active, depth)
                 if c is not _DROP:
                     out.append(c)
         return out
     finally:
-        active.discard(id(seq))
+        active.discard(ident)
 
 
-def _clean_any(
-    value: Any,
-    parent: str | None,
-    key: str | int,
-    warnings: list[str],
-    active: set[int] | None,
-    depth: int,
-) -> Any:
+def _clean_any(value: Any, path: _Path, warnings: list[str], active: set[int] | None, depth: int) -> Any:
     """Clean any value; returns ``_DROP`` (after adding a warning) if it cannot be represented."""
     t = type(value)
     if t in _ATOMS:
         return value
     if t is float:
         return value if value - value == 0.0 else None
-    if t is dict:
-        return _clean_dict(value, parent, key, warnings, active, depth)
-    if t is list or t is tuple or t is set or t is frozenset:
-        return _clean_list(value, parent, key, warnings, active, depth)
     if t is datetime:
-        return _datetime_text(value, parent, key, warnings)
+        return _datetime_text(value, path, warnings)
+    if t is dict:
+        return _clean_dict(value, path, warnings, active, depth)
+    if t is list or t is tuple or t is set or t is frozenset:
+        return _clean_list(value, path, warnings, active, depth)
     # Enum first: str and int Enums are also str and int.
     if isinstance(value, enum.Enum):
         if depth >= MAX_DEPTH:
-            warnings.append(f"{_path(parent, key)}: nested deeper than {MAX_DEPTH} levels")
+            warnings.append(f"{_render(path)}: nested deeper than {MAX_DEPTH} levels")
             return _DROP
-        return _clean_any(value.value, parent, key, warnings, active, depth + 1)
+        return _clean_any(value.value, path, warnings, active, depth + 1)
     if isinstance(value, (datetime, date)):
         try:
             return value.isoformat()
         except Exception:  # a broken tzinfo; one bad value never costs the rest
-            warnings.append(f"{_path(parent, key)}: {t.__name__} could not be formatted")
+            warnings.append(f"{_render(path)}: {t.__name__} could not be formatted")
             return _DROP
     if isinstance(value, dict):
-        return _clean_dict(value, parent, key, warnings, active, depth)
+        return _clean_dict(value, path, warnings, active, depth)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return _clean_list(value, parent, key, warnings, active, depth)
+        return _clean_list(value, path, warnings, active, depth)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
@@ -258,22 +295,22 @@ def _clean_any(
         f = float.__float__(value)
         return f if f - f == 0.0 else None
     if isinstance(value, Decimal):
-        return _clean_decimal(value, parent, key, warnings)
+        return _clean_decimal(value, path, warnings)
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray)):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            warnings.append(f"{_path(parent, key)}: invalid UTF-8 in {t.__name__}")
+            warnings.append(f"{_render(path)}: invalid UTF-8 in {t.__name__}")
             return _DROP
     if isinstance(value, msgspec.Struct) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        return _clean_object(value, parent, key, warnings, active, depth)
-    warnings.append(f"{_path(parent, key)}: unsupported type {t.__name__}")
+        return _clean_object(value, path, warnings, active, depth)
+    warnings.append(f"{_render(path)}: unsupported type {t.__name__}")
     return _DROP
 
 
-def _datetime_text(dt: datetime, parent: str | None, key: str | int, warnings: list[str]) -> Any:
+def _datetime_text(dt: datetime, path: _Path, warnings: list[str]) -> Any:
     """``dt.isoformat()``; for naive and UTC datetimes via msgspec's C formatter, which is faster."""
     tz = dt.tzinfo
     if tz is None:
@@ -284,16 +321,16 @@ def _datetime_text(dt: datetime, parent: str | None, key: str | int, warnings: l
     try:
         return dt.isoformat()
     except Exception:  # a broken tzinfo; one bad value never costs the rest
-        warnings.append(f"{_path(parent, key)}: datetime could not be formatted")
+        warnings.append(f"{_render(path)}: datetime could not be formatted")
         return _DROP
 
 
-def _clean_decimal(value: Decimal, parent: str | None, key: str | int, warnings: list[str]) -> Any:
+def _clean_decimal(value: Decimal, path: _Path, warnings: list[str]) -> Any:
     if not value.is_finite():
         return None
     if value.adjusted() >= MAX_INT_DIGITS:
         # int() of it would build a huge number that JSON readers refuse.
-        warnings.append(f"{_path(parent, key)}: Decimal too large for JSON")
+        warnings.append(f"{_render(path)}: Decimal too large for JSON")
         return _DROP
     if value == value.to_integral_value():
         return int(value)
@@ -301,17 +338,13 @@ def _clean_decimal(value: Decimal, parent: str | None, key: str | int, warnings:
     return f if f - f == 0.0 else None
 
 
-def _clean_object(
-    value: Any,
-    parent: str | None,
-    key: str | int,
-    warnings: list[str],
-    active: set[int] | None,
-    depth: int,
-) -> Any:
+def _clean_object(value: Any, path: _Path, warnings: list[str], active: set[int] | None, depth: int) -> Any:
     """A dataclass instance or msgspec Struct, as a dict of its fields."""
     if active is None:
         active = set()
+    ident = id(value)
+    if depth >= MAX_DEPTH or ident in active:
+        return _refuse(path, warnings, depth)
     try:
         if isinstance(value, msgspec.Struct):
             as_dict = {
@@ -322,17 +355,16 @@ def _clean_object(
         else:
             as_dict = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     except Exception:  # e.g. a field that was never set; one bad value never costs the rest
-        warnings.append(f"{_path(parent, key)}: {type(value).__name__} fields could not be read")
+        warnings.append(f"{_render(path)}: {type(value).__name__} fields could not be read")
         return _DROP
-    if not _enter(value, parent, key, warnings, active, depth):
-        return _DROP
+    active.add(ident)
     try:
-        return _clean_dict(as_dict, parent, key, warnings, active, depth + 1)
+        return _clean_dict(as_dict, path, warnings, active, depth + 1)
     finally:
-        active.discard(id(value))
+        active.discard(ident)
 
 
-def _clean_key(key: object, path: str, warnings: list[str]) -> str | None:
+def _clean_key(key: object, path: _Path, warnings: list[str]) -> str | None:
     """A non-str dict key as str, the way ``json.dumps`` writes it; None (and a warning) if it cannot be."""
     k = key.value if isinstance(key, enum.Enum) else key
     if isinstance(k, str):
@@ -345,7 +377,7 @@ def _clean_key(key: object, path: str, warnings: list[str]) -> str | None:
         try:
             return int.__repr__(k)
         except ValueError:  # longer than sys.get_int_max_str_digits()
-            warnings.append(f"{path}: int key too large for JSON")
+            warnings.append(f"{_render(path)}: int key too large for JSON")
             return None
     if isinstance(k, float):
         if k - k == 0.0:
@@ -353,7 +385,7 @@ def _clean_key(key: object, path: str, warnings: list[str]) -> str | None:
         return "NaN" if math.isnan(k) else ("Infinity" if k > 0 else "-Infinity")
     if isinstance(k, UUID):
         return str(k)
-    warnings.append(f"{path}: unsupported key type {type(key).__name__}")
+    warnings.append(f"{_render(path)}: unsupported key type {type(key).__name__}")
     return None
 
 
@@ -395,32 +427,32 @@ def scrub(value: Any, path: str, warnings: list[str]) -> Any:
     return None if out is _DROP else out
 
 
-def _scrub(value: Any, path: str, warnings: list[str]) -> Any:
+def _scrub(value: Any, path: _Path, warnings: list[str]) -> Any:
     t = type(value)
     if t is str:
         if _encodable_str(value):
             return value
-        warnings.append(f"{path}: str is not valid Unicode (lone surrogates)")
+        warnings.append(f"{_render(path)}: str is not valid Unicode (lone surrogates)")
         return _DROP
     if t is int:
         if _encodable_int(value):
             return value
-        warnings.append(f"{path}: int too large for JSON")
+        warnings.append(f"{_render(path)}: int too large for JSON")
         return _DROP
     if t is dict:
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not _encodable_str(k):
-                warnings.append(f"{path}: key is not valid Unicode (lone surrogates)")
+                warnings.append(f"{_render(path)}: key is not valid Unicode (lone surrogates)")
                 continue
-            c = _scrub(v, f"{path}.{k}", warnings)
+            c = _scrub(v, (path, k), warnings)
             if c is not _DROP:
                 out[k] = c
         return out
     if t is list:
         items: list[Any] = []
         for i, v in enumerate(value):
-            c = _scrub(v, f"{path}[{i}]", warnings)
+            c = _scrub(v, (path, i), warnings)
             if c is not _DROP:
                 items.append(c)
         return items

@@ -407,3 +407,25 @@ def test_clean_dict_appends_to_the_given_warnings() -> None:
     warnings = ["earlier"]
     assert clean_dict({"a": Opaque(), "b": 1}, "context", warnings) == {"b": 1}
     assert warnings == ["earlier", "context.a: unsupported type Opaque"]
+
+
+def test_a_non_str_key_after_cleaned_values_warns_once() -> None:
+    # The str-keyed fast path patches values in place; a later int key makes it
+    # start again, and the warnings of the first attempt must not be doubled.
+    value = {"a": 1, "b": [Opaque()], "c": float("inf"), 1: Opaque(), "d": {"e": b"\xff"}}
+    cleaned, warnings = clean(value, "p")
+    assert cleaned == {"a": 1, "b": [], "c": None, "d": {}}
+    assert warnings == (
+        "p.b[0]: unsupported type Opaque",
+        "p.1: unsupported type Opaque",
+        "p.d.e: invalid UTF-8 in bytes",
+    )
+    assert list(cleaned) == ["a", "b", "c", "d"]
+
+
+def test_key_order_is_kept() -> None:
+    value = {"z": 1, "y": [1, Opaque()], "x": float("nan"), "w": Opaque(), "v": 2}
+    cleaned, _ = clean(value, "p")
+    assert list(cleaned) == ["z", "y", "x", "v"]
+    cleaned, _ = clean({"z": 1, 2: "two", "a": 3}, "p")
+    assert list(cleaned) == ["z", "2", "a"]
