@@ -248,9 +248,8 @@ def build_message(
         raise ValidationError("type", _TYPES_EXPECTED, type)
     warnings: list[str] = []
     msg: dict[str, Any] = {"type": kind}
-    # "x is None or" skips a call for the arguments most calls leave out.
-    # A plain non-empty str is the common id: taken without a call. (``type``
-    # is an argument here, hence ``__class__``.)
+    # The common cases skip a call: a plain non-empty str user_id (``__class__``,
+    # since ``type`` is an argument here), and arguments left as None.
     if user_id.__class__ is str and user_id:
         uid: str | None = user_id
     else:

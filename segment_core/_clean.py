@@ -5,7 +5,9 @@ are never mutated, and the message never aliases them), and is cheap where
 values are already JSON: a container whose items are all ``str``/``int``/
 ``bool``/``None``/finite ``float`` under ``str`` keys is scanned with one
 ``type(v) in _ATOMS`` test per item and copied in C (``dict(d)``/``list(s)``).
-Anything else goes through the slow path, where the rules are, exactly:
+A str-keyed dict with some other values is also copied in C, then patched from
+its first such value on; only dicts with non-str keys are rebuilt entry by
+entry. Values that are not JSON as they are follow these rules, exactly:
 
 - datetime/date -> ``isoformat()`` (as segment-analytics-python serialises them)
 - Decimal -> int if integral else float; non-finite -> None
