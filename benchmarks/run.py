@@ -16,7 +16,10 @@ Figures:
 1. caller cost per ``track`` call (µs): wall time of the caller's loop of N
    calls, divided by N, while the client delivers to the collector (the
    caller's thread CPU time is shown too: with the GIL, the wall time also
-   holds the time the worker thread took from the caller);
+   holds the time the worker thread took from the caller). The async loops
+   yield to the event loop every 10 calls, as a server awaits between
+   requests; delivery then runs on the caller's thread, so it is part of the
+   cost, and "the calls alone" (the loop minus those yields) is shown too;
 2. delivered events per second: N calls, then flush and shutdown, all N
    stored by the collector;
 3. Python memory per queued event (tracemalloc) with sending stalled, and its
@@ -205,6 +208,7 @@ class DeliveryRun:
     n: int
     caller_us: float  # wall time of the caller's loop / n
     caller_cpu_us: float  # the caller thread's CPU time in the loop / n
+    calls_only_us: float  # async runtimes: the loop minus its yields to the event loop (delivery) / n
     events_per_second: float  # n / (first call ... shutdown returned)
     events_per_second_to_flush: float  # n / (first call ... flush returned)
     sent: int  # warm-up included
@@ -241,6 +245,7 @@ def delivery_run(impl: str, round_: int, n: int, directory: Path) -> DeliveryRun
         n=n,
         caller_us=result["loop_ns"] / n / 1000,
         caller_cpu_us=result["loop_thread_cpu_ns"] / n / 1000,
+        calls_only_us=result["loop_calls_only_ns"] / n / 1000,
         events_per_second=n / (result["end_ns"] / 1e9),
         events_per_second_to_flush=n / (result["flushed_ns"] / 1e9),
         sent=result["sent"],
@@ -418,6 +423,20 @@ def build_rows(
             {"ours": cpu, "reference": ref_cpu, "ratio": _median(ratios), "ratios": ratios},
         )
     )
+    for impl in ("asyncio", "trio"):
+        calls_only = median_of(impl, "calls_only_us")
+        ratios = paired_ratios(runs, impl, "reference", "calls_only_us")
+        rows.append(
+            Row(
+                f"   {impl}: the calls alone, no delivery (µs)",
+                _fmt(calls_only),
+                _fmt(ref_cost),
+                _ratio_text(ratios, inverse=True),
+                "",
+                "",
+                {"ours": calls_only, "reference": ref_cost, "ratio": _median(ratios), "ratios": ratios},
+            )
+        )
     ref_eps = median_of("reference", "events_per_second")
     for impl in OURS:
         eps = median_of(impl, "events_per_second")
@@ -661,7 +680,8 @@ def measure(settings: Settings, directory: Path) -> dict[str, Any]:
             runs.append(run)
             log(
                 f"figures 1/2 round {round_} {impl:9}: {run.caller_us:7.1f} µs/call "
-                f"({run.caller_cpu_us:.1f} µs CPU), {run.events_per_second:8.0f} events/s, "
+                f"({run.caller_cpu_us:.1f} µs CPU, {run.calls_only_us:.1f} µs calls only), "
+                f"{run.events_per_second:8.0f} events/s, "
                 f"{run.stored_unique}/{run.sent} stored{'  LOST EVENTS' if run.lost else ''}"
             )
     rows = build_rows(runs, memory, shutdowns, settings)
