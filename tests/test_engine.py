@@ -50,7 +50,8 @@ def test_retryable_status_retries_at_once_then_succeeds(status: int) -> None:
     (seq,) = driver.add(1)
     (first,) = driver.flush()
     assert driver.respond(first, status, body=ERROR_BODY) == []
-    assert not driver.delivered and not driver.failed
+    assert not driver.delivered
+    assert not driver.failed
     # The first counted retry is immediate.
     assert driver.engine.next_deadline() == driver.now
     (retry,) = driver.poll()

@@ -220,7 +220,8 @@ class Driver:
                 continue
             seqs = range(output.first_seq, output.first_seq + len(output.messages))
             for seq, data in zip(seqs, output.messages, strict=True):
-                assert seq not in self.delivered and seq not in self.failed, f"message {seq} settled twice"
+                assert seq not in self.delivered, f"message {seq} settled twice"
+                assert seq not in self.failed, f"message {seq} settled twice"
                 assert self.data[seq] == data, f"message {seq} reported with other bytes"
                 if isinstance(output, MessagesDelivered):
                     self.delivered[seq] = data
