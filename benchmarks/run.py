@@ -603,7 +603,6 @@ def _machine() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
     }
 
 
@@ -645,6 +644,7 @@ def _in_background(function: Callable[[], ShutdownRun]) -> Callable[[], Shutdown
 
 def measure(settings: Settings, directory: Path) -> dict[str, Any]:
     started = time.monotonic()
+    load_at_start = os.getloadavg()
     # Figure 4 waits on backoff timers, not the CPU: it runs in the background during figure 3,
     # whose figures are bytes, not times.
     log(f"figure 4: shutdown with the server down ({settings.shutdown_n} events queued), in the background")
@@ -687,7 +687,7 @@ def measure(settings: Settings, directory: Path) -> dict[str, Any]:
     rows = build_rows(runs, memory, shutdowns, settings)
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**_machine(), "load_average_at_end": os.getloadavg()},
+        "machine": {**_machine(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
         "versions": _versions(),
         "settings": asdict(settings),
         "collector": "python -m segment_runtimes collector in a separate process, a fresh SQLite file per run "
