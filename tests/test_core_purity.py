@@ -1,0 +1,185 @@
+"""segment_core is pure: no sockets, threads, tasks, sleeps, clock reads or entropy reads.
+
+Every module of the package is parsed with ``ast`` (nothing is imported or
+run) and checked for imports of I/O, concurrency, clock and entropy modules and
+for calls that read the clock or the OS's entropy. ``segment_core.testing`` may
+import ``random``, and only to build a seeded ``random.Random``. The checker is
+itself tested on snippets, so a rule that stopped matching would be noticed.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import segment_core
+
+CORE = Path(segment_core.__file__).parent
+MODULES = sorted(CORE.rglob("*.py"))
+
+# Whole modules the core must not import: I/O, concurrency, clocks, process state, logging.
+FORBIDDEN_MODULES = frozenset(
+    {
+        "socket",
+        "threading",
+        "asyncio",
+        "trio",
+        "httpx",
+        "selectors",
+        "subprocess",
+        "time",
+        "os",
+        "logging",
+        "segment_runtimes",
+    }
+)
+# Names that read the clock or the OS's entropy, wherever they come from.
+CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
+CLOCK_OWNERS = frozenset({"datetime", "date"})
+UUID_CLOCK_OR_ENTROPY = frozenset({"uuid1", "uuid4"})
+
+
+def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
+    """What in this module's source breaks the core's purity, one line per finding."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    imports_random = False
+
+    def where(node: ast.AST) -> str:
+        return f"line {getattr(node, 'lineno', '?')}"
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top in FORBIDDEN_MODULES:
+                    found.append(f"{where(node)}: import {alias.name}")
+                elif top == "random":
+                    imports_random = True
+                    if not allow_seeded_random or alias.asname is not None:
+                        found.append(f"{where(node)}: import random")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: inside the package
+                continue
+            top = (node.module or "").split(".")[0]
+            names = {alias.name for alias in node.names}
+            if top in FORBIDDEN_MODULES:
+                found.append(f"{where(node)}: from {node.module} import ...")
+            elif top == "random":
+                found.append(f"{where(node)}: from random import {', '.join(sorted(names))}")
+            elif top == "uuid" and names & (UUID_CLOCK_OR_ENTROPY | {"*"}):
+                found.append(f"{where(node)}: from uuid import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Attribute):
+            owner = node.value
+            owner_name = (
+                owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            )
+            if node.attr in CLOCK_METHODS and owner_name in CLOCK_OWNERS:
+                found.append(f"{where(node)}: {owner_name}.{node.attr}")
+            if node.attr in UUID_CLOCK_OR_ENTROPY and owner_name == "uuid":
+                found.append(f"{where(node)}: uuid.{node.attr}")
+            if owner_name in ("time", "os") and isinstance(owner, ast.Name):
+                found.append(f"{where(node)}: {owner_name}.{node.attr}")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "__import__":
+                found.append(f"{where(node)}: __import__()")
+            if isinstance(func, ast.Attribute) and func.attr == "import_module":
+                found.append(f"{where(node)}: import_module()")
+
+    if imports_random:
+        # The module ``random`` may only appear as ``random.Random(...)``.
+        allowed = {
+            id(node.func.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "Random"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "random"
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == "random" and id(node) not in allowed:
+                found.append(f"{where(node)}: random used other than as random.Random(seed)")
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(path.relative_to(CORE)) for path in MODULES])
+def test_core_module_is_pure(path: Path) -> None:
+    found = violations(path.read_text(encoding="utf-8"), allow_seeded_random=path.name == "testing.py")
+    assert found == [], f"{path.relative_to(CORE.parent)} is not pure: {found}"
+
+
+def test_every_core_module_was_checked() -> None:
+    names = {path.name for path in MODULES}
+    assert {"__init__.py", "_engine.py", "_retry.py", "_requests.py", "_events.py", "testing.py"} <= names
+
+
+def test_importing_the_core_does_not_import_the_runtimes() -> None:
+    code = (
+        "import sys, segment_core, segment_core.testing\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'segment_runtimes')\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=CORE.parent)
+    assert result.returncode == 0, result.stderr
+
+
+IMPURE = [
+    ("import-socket", "import socket"),
+    ("import-threading", "import threading"),
+    ("import-asyncio", "import asyncio.events"),
+    ("import-trio", "import trio"),
+    ("import-httpx", "from httpx import Client"),
+    ("import-selectors", "import selectors"),
+    ("import-subprocess", "import subprocess"),
+    ("import-time", "import time"),
+    ("from-time", "from time import monotonic"),
+    ("import-os", "import os"),
+    ("from-os", "from os import urandom"),
+    ("import-logging", "import logging"),
+    ("import-runtimes", "from segment_runtimes.threaded import Client"),
+    ("uuid4-call", "import uuid\nx = uuid.uuid4()"),
+    ("uuid1-from", "from uuid import uuid1"),
+    ("datetime-now", "from datetime import datetime\nx = datetime.now()"),
+    ("datetime-module-utcnow", "import datetime\nx = datetime.datetime.utcnow()"),
+    ("date-today", "from datetime import date\nx = date.today()"),
+    ("random-function", "import random\nx = random.random()"),
+    ("from-random", "from random import Random"),
+    ("random-choice-beside-seeded", "import random\nr = random.Random(1)\nx = random.choice([1])"),
+    ("dunder-import", "m = __import__('socket')"),
+    ("import-module", "import importlib\nm = importlib.import_module('socket')"),
+]
+
+
+@pytest.mark.parametrize("source", [row[1] for row in IMPURE], ids=[row[0] for row in IMPURE])
+def test_checker_finds_impurity(source: str) -> None:
+    assert violations(textwrap.dedent(source), allow_seeded_random=True)
+
+
+PURE = [
+    ("seeded-random", "import random\nr = random.Random(7)", True),
+    ("uuid-class", "import uuid\nx = uuid.UUID(int=5, version=4)", False),
+    ("uuid-from-class", "from uuid import UUID", False),
+    (
+        "datetime-from-timestamp",
+        "from datetime import datetime, timezone\nx = datetime.fromtimestamp(0, timezone.utc)",
+        False,
+    ),
+    ("random-parameter", "def f(random):\n    return random.random()", False),
+    ("relative-import", "from ._engine import Engine", False),
+]
+
+
+@pytest.mark.parametrize(("source", "allow"), [row[1:] for row in PURE], ids=[row[0] for row in PURE])
+def test_checker_allows_pure_code(source: str, allow: bool) -> None:
+    assert violations(source, allow_seeded_random=allow) == []
+
+
+def test_random_outside_testing_is_refused() -> None:
+    assert violations("import random\nr = random.Random(7)", allow_seeded_random=False)
