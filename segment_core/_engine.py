@@ -42,6 +42,7 @@ from ._errors import (
     ClientClosed,
     ConfigurationError,
     DeliveryError,
+    MessageTooLarge,
     QueueFull,
     RateLimitExceeded,
     RetriesExhausted,
@@ -352,7 +353,12 @@ class Engine:
         Returns:
             ``Enqueued`` (its sequence number is ``last_seq``), or the
             ``QueueFull``/``ClientClosed`` error that rejected it.
+
+        Raises:
+            MessageTooLarge: ``data`` is over MAX_MESSAGE_BYTES (no batch may carry it).
         """
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
         if self.state is not EngineState.OPEN:
             self._rejected += 1
             return ClientClosed()
