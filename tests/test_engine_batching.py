@@ -14,6 +14,8 @@ from segment_core import (
     LIBRARY_NAME,
     LIBRARY_VERSION,
     MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    MessageTooLarge,
     QueueFull,
 )
 from segment_core._engine import Enqueued
@@ -294,3 +296,22 @@ def test_wake_when_a_batch_is_full_by_bytes_and_only_then() -> None:
     # 16 messages of 31,000 bytes fit in a request; the 17th and 33rd each close a batch.
     woken = [i for i, result in enumerate(results) if result is Enqueued.WAKE]
     assert woken == [0, 16, 32]
+
+
+# The 32 KB limit holds at the engine too ----------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [32_769, 40_000, 600_000], ids=["one-byte-over", "40kb", "over-a-request"])
+def test_enqueue_refuses_a_message_over_32kb(size: int) -> None:
+    # Over 32 KB the API refuses the whole batch (a 400), and over a request's
+    # budget no batch could ever hold it: refuse it at once, as build_message does.
+    driver = Driver(max_queue_bytes=10_000_000)
+    driver.add(1)
+    with pytest.raises(MessageTooLarge) as raised:
+        driver.engine.enqueue(message(1, size), now=driver.now)
+    assert raised.value.size == size
+    stats = driver.engine.stats()
+    assert (stats.enqueued, stats.queue_depth) == (1, 1)
+    assert isinstance(driver.enqueue(message(2, MAX_MESSAGE_BYTES)), Enqueued)
+    requests = driver.flush()
+    assert [r.message_count for r in requests] == [2]
