@@ -322,10 +322,13 @@ def build_message(
     msg["integrations"] = integ
 
     try:
-        data = _ENCODER.encode(msg)
+        encoded = _ENCODER.encode(msg)
     except ValueError:  # lone surrogates in a str, or an int too long to print
         _scrub_message(msg, warnings)
-        data = _ENCODER.encode(msg)
+        encoded = _ENCODER.encode(msg)
+    # msgspec's bytes keep the buffer it grew while encoding (about 1.3x the JSON).
+    # A message is held for as long as delivery takes, so keep an exact-size copy.
+    data = bytes(memoryview(encoded))
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
     if len(warnings) > MAX_DROPPED_WARNINGS:

@@ -1,13 +1,18 @@
 """The six calls with segment-analytics-python 2.4's signatures, shared by every client.
 
-A client subclasses :class:`CallMethods` and supplies ``_enqueue(type, fields)``;
-the runtimes' clients and the simulator's client all do, so their call
-signatures cannot drift apart.
+A client subclasses :class:`CallMethods` and supplies the wall clock, an id
+source and ``_submit(built)``; the runtimes' clients and the simulator's client
+all do, so their call signatures cannot drift apart. Each call builds its
+message with one direct ``build_message`` call: this is the caller's hot path,
+and an intermediate dict of fields plus ``**`` expansion costs a visible share
+of it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ._build import BuiltMessage, build_message
 
 __all__ = ["CallMethods"]
 
@@ -16,11 +21,20 @@ class CallMethods:
     """identify/track/alias/group/page/screen with segment-analytics-python 2.4's signatures.
 
     Each returns ``(success, msg)``: ``msg`` is the message as sent; ``success``
-    is False when the queue is full (never raised, never blocking). Bad
-    arguments raise ``ValidationError`` (an AssertionError, as before).
+    is False when the message was not queued (a full queue: never raised, never
+    blocking). Bad arguments raise ``ValidationError`` (an AssertionError, as before).
     """
 
-    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    def _wall(self) -> float:
+        """The wall-clock time, seconds since the epoch."""
+        raise NotImplementedError
+
+    def _new_message_id(self) -> str:
+        """A fresh messageId for a call that gave none."""
+        raise NotImplementedError
+
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
+        """Queue a built message; ``(queued, message)``."""
         raise NotImplementedError
 
     def identify(
@@ -33,17 +47,19 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue(
-            "identify",
-            {
-                "user_id": user_id,
-                "traits": traits,
-                "context": context,
-                "timestamp": timestamp,
-                "anonymous_id": anonymous_id,
-                "integrations": integrations,
-                "message_id": message_id,
-            },
+        return self._submit(
+            build_message(
+                "identify",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                user_id=user_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                anonymous_id=anonymous_id,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
 
     def track(
@@ -57,18 +73,20 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue(
-            "track",
-            {
-                "user_id": user_id,
-                "event": event,
-                "properties": properties,
-                "context": context,
-                "timestamp": timestamp,
-                "anonymous_id": anonymous_id,
-                "integrations": integrations,
-                "message_id": message_id,
-            },
+        return self._submit(
+            build_message(
+                "track",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                user_id=user_id,
+                event=event,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                anonymous_id=anonymous_id,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
 
     def alias(
@@ -80,16 +98,18 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue(
-            "alias",
-            {
-                "previous_id": previous_id,
-                "user_id": user_id,
-                "context": context,
-                "timestamp": timestamp,
-                "integrations": integrations,
-                "message_id": message_id,
-            },
+        return self._submit(
+            build_message(
+                "alias",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                previous_id=previous_id,
+                user_id=user_id,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
 
     def group(
@@ -103,18 +123,20 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue(
-            "group",
-            {
-                "user_id": user_id,
-                "group_id": group_id,
-                "traits": traits,
-                "context": context,
-                "timestamp": timestamp,
-                "anonymous_id": anonymous_id,
-                "integrations": integrations,
-                "message_id": message_id,
-            },
+        return self._submit(
+            build_message(
+                "group",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                user_id=user_id,
+                group_id=group_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                anonymous_id=anonymous_id,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
 
     def page(
@@ -129,7 +151,22 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("page", _page_fields(locals()))
+        return self._submit(
+            build_message(
+                "page",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                user_id=user_id,
+                category=category,
+                name=name,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                anonymous_id=anonymous_id,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
 
     def screen(
         self,
@@ -143,21 +180,19 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("screen", _page_fields(locals()))
-
-
-_PAGE_FIELDS = (
-    "user_id",
-    "category",
-    "name",
-    "properties",
-    "context",
-    "timestamp",
-    "anonymous_id",
-    "integrations",
-    "message_id",
-)
-
-
-def _page_fields(arguments: dict[str, Any]) -> dict[str, Any]:
-    return {name: arguments[name] for name in _PAGE_FIELDS}
+        return self._submit(
+            build_message(
+                "screen",
+                wall=self._wall(),
+                new_message_id=self._new_message_id,
+                user_id=user_id,
+                category=category,
+                name=name,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                anonymous_id=anonymous_id,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )

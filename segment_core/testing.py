@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from ._build import build_message, message_id_from_bits
+from ._build import BuiltMessage, build_message, message_id_from_bits
 from ._calls import CallMethods
 from ._engine import Engine, EngineConfig, Enqueued
 from ._errors import DeliveryError
@@ -289,7 +289,10 @@ class Simulator:
         Returns:
             The wire message, with the messageId and timestamp the simulation gave it.
         """
-        return self.client._enqueue(type, fields)[1]
+        built = build_message(type, wall=self.clock.wall, new_message_id=self.client._new_message_id, **fields)
+        self.enqueue(built.data)
+        message: dict[str, Any] = built.message
+        return message
 
     @property
     def client(self) -> SimulatedClient:
@@ -397,15 +400,14 @@ class SimulatedClient(CallMethods):
     def __init__(self, simulator: Simulator) -> None:
         self._simulator = simulator
 
-    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        sim = self._simulator
-        built = build_message(
-            type_,
-            wall=sim.clock.wall,
-            new_message_id=lambda: message_id_from_bits(sim.random.getrandbits(128)),
-            **fields,
-        )
-        result = sim.enqueue(built.data)
+    def _wall(self) -> float:
+        return self._simulator.clock.wall
+
+    def _new_message_id(self) -> str:
+        return message_id_from_bits(self._simulator.random.getrandbits(128))
+
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
+        result = self._simulator.enqueue(built.data)
         return not isinstance(result, DeliveryError), built.message
 
     def flush(self) -> bool:

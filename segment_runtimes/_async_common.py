@@ -18,17 +18,17 @@ from typing import Any
 
 import httpx
 
-from segment_core import MessagesFailed, Output, Request, Response, TransportFailure
-from segment_core._calls import CallMethods
+from segment_core import BuiltMessage, MessagesFailed, Output, Request, Response, TransportFailure
 from segment_core._engine import Engine, Enqueued, Stats
 
 from ._common import (
     ErrorCallback,
-    MessageFactory,
     Options,
+    RealTimeCalls,
     default_keywords,
     http_response,
     log,
+    log_dropped,
     report_outcomes,
     transport_failure,
 )
@@ -48,7 +48,7 @@ class Waiter:
         self.token = token
 
 
-class AsyncClientBase(CallMethods):
+class AsyncClientBase(RealTimeCalls):
     """Engine, messages and outcome bookkeeping shared by AsyncClient and TrioClient."""
 
     def __init__(
@@ -103,7 +103,7 @@ class AsyncClientBase(CallMethods):
             max_queue_bytes=max_queue_bytes,
         )
         self._options.configure_logging()
-        self._messages = MessageFactory()
+        self._seed_ids()
         self._engine = Engine(self._options.engine, random=random.Random(os.urandom(16)))
         self._waiters: list[Waiter] = []
         self._http: httpx.AsyncClient | None = None
@@ -132,9 +132,10 @@ class AsyncClientBase(CallMethods):
 
     # Calls --------------------------------------------------------------------
 
-    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        built = self._messages.build(type_, fields)
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         message = built.message
+        if built.dropped:
+            log_dropped(built)
         if not self._options.send:
             return True, message
         result = self._engine.enqueue(built.data, now=time.monotonic())

@@ -3,7 +3,7 @@
 - :class:`Options` turns the constructor keywords of ``segment.analytics.Client``
   (plus ours) into an ``EngineConfig`` and the runtime's own settings, and
   rejects bad values at construction.
-- :class:`MessageFactory` stamps messages with the real clock and cheap random ids.
+- :class:`RealTimeCalls` gives the six calls the real clock and cheap random ids.
 - :func:`transport_failure` is the one place httpx exceptions become core inputs.
 - :func:`report_outcomes` hands failures to ``on_error`` and logs, never raising.
 """
@@ -42,12 +42,14 @@ from segment_core import (
     TransportFailureKind,
     ValidationError,
 )
-from segment_core._build import BuiltMessage, build_message, message_id_from_bits
+from segment_core._build import BuiltMessage, message_id_from_bits
+from segment_core._calls import CallMethods
 from segment_core._engine import EngineConfig
 
 __all__ = [
     "ErrorCallback",
-    "MessageFactory",
+    "RealTimeCalls",
+    "log_dropped",
     "Options",
     "http_response",
     "log",
@@ -197,31 +199,26 @@ def default_keywords() -> dict[str, Any]:
     }
 
 
-class MessageFactory:
-    """Builds messages with the real wall clock and fast, non-repeating ids.
+class RealTimeCalls(CallMethods):
+    """The six calls stamped with the real wall clock and fast, non-repeating ids.
 
     Ids come from a private ``random.Random`` seeded from os.urandom: a
     messageId must be unique, not secret, and this costs a fraction of uuid4().
-    It is reseeded after fork so parent and child never share a sequence.
+    A runtime reseeds it after fork so parent and child never share a sequence.
     """
 
-    __slots__ = ("_random",)
+    _wall = staticmethod(time.time)
 
-    def __init__(self) -> None:
-        self._random = random.Random(os.urandom(32))
+    def _seed_ids(self) -> None:
+        self._id_bits = random.Random(os.urandom(32)).getrandbits
 
-    def reseed(self) -> None:
-        self._random.seed(os.urandom(32))
+    def _new_message_id(self) -> str:
+        return message_id_from_bits(self._id_bits(128))
 
-    def _new_id(self) -> str:
-        return message_id_from_bits(self._random.getrandbits(128))
 
-    def build(self, type_: str, fields: dict[str, Any]) -> BuiltMessage:
-        built = build_message(type_, wall=time.time(), new_message_id=self._new_id, **fields)
-        if built.dropped:
-            # Paths and types only: values may be secrets.
-            log.warning("dropped values that cannot be sent as JSON: %s", ", ".join(built.dropped))
-        return built
+def log_dropped(built: BuiltMessage) -> None:
+    """Warn about values cleaning dropped: paths and types only, since values may be secrets."""
+    log.warning("dropped values that cannot be sent as JSON: %s", ", ".join(built.dropped))
 
 
 def transport_failure(exc: Exception) -> TransportFailure:

@@ -45,6 +45,7 @@ from segment_core import (
     DEFAULT_TIMEOUT,
     DEFAULT_UPLOAD_INTERVAL,
     DEFAULT_UPLOAD_SIZE,
+    BuiltMessage,
     MessagesDelivered,
     MessagesFailed,
     Output,
@@ -52,15 +53,15 @@ from segment_core import (
     Response,
     TransportFailure,
 )
-from segment_core._calls import CallMethods
 from segment_core._engine import Engine, EngineState, Enqueued, Stats
 
 from ._common import (
     ErrorCallback,
-    MessageFactory,
     Options,
+    RealTimeCalls,
     http_response,
     log,
+    log_dropped,
     report_outcomes,
     transport_failure,
 )
@@ -94,7 +95,7 @@ class _Waiter:
         self.failed = False
 
 
-class Client(CallMethods):
+class Client(RealTimeCalls):
     """A Segment client driven by worker threads. Same keywords, order and defaults as
     segment-analytics-python 2.4's ``Client``, plus ``shutdown_timeout`` and ``max_queue_bytes``.
 
@@ -185,7 +186,7 @@ class Client(CallMethods):
         )
         self._options.configure_logging()
         self.sync_mode = bool(sync_mode)
-        self._messages = MessageFactory()
+        self._seed_ids()
         self._engine = Engine(self._options.engine, random=random.Random(os.urandom(16)))
         self._fresh_process_state()
         _live_clients.add(self)
@@ -203,7 +204,7 @@ class Client(CallMethods):
     def _after_fork_in_child(self) -> None:
         self._fresh_process_state()
         self._engine.reset_after_fork()
-        self._messages.reseed()
+        self._seed_ids()
 
     # Compatibility attributes of segment.analytics.Client.
     @property
@@ -227,9 +228,10 @@ class Client(CallMethods):
 
     # Calls ------------------------------------------------------------------
 
-    def _enqueue(self, type_: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        built = self._messages.build(type_, fields)
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         message = built.message
+        if built.dropped:
+            log_dropped(built)
         if not self._options.send:
             return True, message
         with self._lock:
