@@ -61,7 +61,6 @@ from ._events import (
 )
 from ._requests import BatchRequestBuilder, basic_authorization
 from ._retry import (
-    OAUTH_INVALIDATING_STATUSES,
     Verdict,
     api_error_from_response,
     backoff_delay,
@@ -471,8 +470,6 @@ class Engine:
             self._settle(batch, None)
         elif verdict is Verdict.FAIL:
             self._rate_limit_started = None
-            if self._oauth and response.status in OAUTH_INVALIDATING_STATUSES:
-                self._auth.invalidate(now=now)
             batch.move(_BatchEvent.FAIL)
             self._settle(batch, api_error_from_response(response.status, response.body))
         elif verdict is Verdict.REAUTHORIZE:

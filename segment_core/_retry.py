@@ -5,8 +5,8 @@ Pure decision functions; the engine applies them. The rules are segment-analytic
 (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#errors-and-retries):
 
 - Success: any 2xx.
-- Retry: transport failures, 408, 410, 429, 460, every 5xx but 501 and 505, and 511
-  only with OAuth (the token may be what the server rejects).
+- Retry: transport failures, 408, 410, 429, 460, every 5xx but 501 and 505; with
+  OAuth, 400/401/403/511 drop the token and retry with a new one (counted).
 - Anything else (other 4xx, 3xx, 501, 505) fails the batch at once.
 - Counted retries: the first is immediate, then 0.5 s x 2^(k-2) plus up to 10%
   jitter, capped at 60 s, at most ``max_retries`` of them, and no new retry once
@@ -48,8 +48,9 @@ BACKOFF_JITTER = 0.1
 
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _FATAL_5XX = frozenset({501, 505})
-# With OAuth on, these from the batch endpoint mean the token may have been refused: drop it.
-# Only 511 is also retried; the others fail the batch like any other 4xx (segment-analytics-python 2.4).
+# With OAuth on, these from the batch endpoint mean the token may have been refused: drop it
+# and retry the batch with a new one (a counted retry, so a batch the API truly rejects still
+# ends). segment-analytics-python 2.4 fails 400/401/403 instead; the OAuth issue asks for the retry.
 OAUTH_INVALIDATING_STATUSES = frozenset({400, 401, 403, 511})
 
 
@@ -69,7 +70,7 @@ def classify_status(status: int, *, oauth: bool) -> Verdict:
     """
     if 200 <= status < 300:
         return Verdict.DELIVERED
-    if status == 511:
+    if status in OAUTH_INVALIDATING_STATUSES:
         return Verdict.REAUTHORIZE if oauth else Verdict.FAIL
     if 400 <= status < 500:
         return Verdict.RETRY if status in _RETRYABLE_4XX else Verdict.FAIL

@@ -165,21 +165,23 @@ def test_511_with_oauth_drops_the_token_and_retries() -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 403], ids=lambda s: f"{s}")
-def test_oauth_refusals_drop_the_token_and_fail_the_batch(status: int) -> None:
-    # DESIGN: 400/401/403/511 invalidate the token; only 511 is retried (other 4xx fail at once).
+def test_oauth_refusals_drop_the_token_and_retry_with_a_new_one(status: int) -> None:
+    # The OAuth issue: a 400/401/403/511 from the batch endpoint invalidates the token
+    # and the batch retries with a new one (counted, so a truly bad batch still ends).
     oauth = FakeOAuth()
-    driver = Driver(authorizer=oauth, oauth=True)
+    driver = Driver(authorizer=oauth, oauth=True, max_retries=1)
     (seq,) = driver.add(1)
     (request,) = driver.flush()
     driver.respond(request, status, body=ERROR_BODY)
     assert oauth.invalidations == 1
+    assert not driver.failed
+    (retry,) = driver.poll()
+    assert header(retry, "Authorization") == "Bearer token-2"
+    driver.respond(retry, status, body=ERROR_BODY)
     error = driver.failed[seq]
-    assert isinstance(error, APIError)
-    assert (error.status, error.code) == (status, "some_code")
-    # The next batch carries the new token.
-    driver.add(1)
-    (request,) = driver.flush()
-    assert header(request, "Authorization") == "Bearer token-2"
+    assert isinstance(error, RetriesExhausted)
+    assert isinstance(error.last_error, APIError)
+    assert (error.last_error.status, error.last_error.code) == (status, "some_code")
 
 
 @pytest.mark.parametrize("status", [404, 413, 500, 200], ids=lambda s: f"{s}")

@@ -44,11 +44,12 @@ STATUS_TABLE = [
     (599, Verdict.RETRY, Verdict.RETRY),
     (501, Verdict.FAIL, Verdict.FAIL),
     (505, Verdict.FAIL, Verdict.FAIL),
+    # With OAuth these mean the token was refused: drop it, retry with a new one (the OAuth issue).
     (511, Verdict.FAIL, Verdict.REAUTHORIZE),
-    # Other 4xx fail at once, with or without OAuth (OAuth drops its token on 400/401/403, see test_engine).
-    (400, Verdict.FAIL, Verdict.FAIL),
-    (401, Verdict.FAIL, Verdict.FAIL),
-    (403, Verdict.FAIL, Verdict.FAIL),
+    (400, Verdict.FAIL, Verdict.REAUTHORIZE),
+    (401, Verdict.FAIL, Verdict.REAUTHORIZE),
+    (403, Verdict.FAIL, Verdict.REAUTHORIZE),
+    # Other 4xx fail at once, with or without OAuth.
     (404, Verdict.FAIL, Verdict.FAIL),
     (409, Verdict.FAIL, Verdict.FAIL),
     (413, Verdict.FAIL, Verdict.FAIL),
