@@ -335,6 +335,7 @@ class Engine:
         self._batches_in_flight = 0
         self._paused_until: float | None = None
         self._rate_limit_started: float | None = None
+        self._authorized = True  # as of the last poll: could a batch be sent?
 
     def __repr__(self) -> str:
         return (
@@ -446,6 +447,8 @@ class Engine:
                 return
             self._paused_until = None
         authorization = auth.authorization(now=now)
+        # Without a token nothing can be sent: the authorizer's deadline, not the queue's, says when to look again.
+        self._authorized = authorization is not None
         if authorization is None:
             return
         while self._batches_in_flight < self.config.max_in_flight:
@@ -526,7 +529,7 @@ class Engine:
             candidates.append(token_deadline)
         if self._paused_until is not None:
             candidates.append(self._paused_until)
-        elif self._batches_in_flight < self.config.max_in_flight:
+        elif self._authorized and self._batches_in_flight < self.config.max_in_flight:
             waiting = self._first_waiting()
             if waiting is not None:
                 candidates.append(waiting.ready_at)

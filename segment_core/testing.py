@@ -45,6 +45,7 @@ from ._events import (
 )
 
 __all__ = [
+    "DEFAULT_WALL_START",
     "Drop",
     "SimulatedClient",
     "ReceivedBatch",
