@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Final, Protocol
 
 import msgspec
 
+from ._build import BuiltMessage, build_from_struct, message_id_from_bits
 from ._constants import (
     DEFAULT_HOST,
     DEFAULT_MAX_IN_FLIGHT,
@@ -59,6 +61,7 @@ from ._events import (
     Response,
     TransportFailure,
 )
+from ._messages import Message
 from ._requests import BatchRequestBuilder, basic_authorization
 from ._retry import (
     Verdict,
@@ -388,6 +391,28 @@ class Engine:
             full = True
             self._tail_count = self._tail_bytes = 0
         return Enqueued.WAKE if was_empty or full else Enqueued.QUIET
+
+    def enqueue_message(
+        self, message: Message, *, now: float, wall: float, new_message_id: Callable[[], str] | None = None
+    ) -> tuple[BuiltMessage, Enqueued | DeliveryError]:
+        """Build a typed message (``Track(...)``, ...) and enqueue it: the struct form of a call.
+
+        Validates, cleans, stamps (messageId from ``new_message_id``, else from the
+        engine's random source; timestamp from ``wall``) and encodes, like ``build_message``.
+
+        Returns:
+            The built message and what ``enqueue`` said.
+
+        Raises:
+            ValidationError: the message is invalid; MessageTooLarge: its JSON is over 32 KB.
+        """
+        if new_message_id is None:
+            new_message_id = self._random_message_id
+        built = build_from_struct(message, wall=wall, new_message_id=new_message_id)
+        return built, self.enqueue(built.data, now=now)
+
+    def _random_message_id(self) -> str:
+        return message_id_from_bits(self._random.getrandbits(128))
 
     @property
     def last_seq(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import random
 
 import pytest
 
@@ -63,3 +64,19 @@ def test_same_seed_same_ids_and_trace() -> None:
 
     assert run(5) == run(5)
     assert run(5)[0] != run(6)[0]
+
+
+def test_engine_takes_typed_messages() -> None:
+    from segment_core import Engine, Enqueued, MessageTooLarge, Track
+
+    engine = Engine(EngineConfig(write_key="test"), random=random.Random(4))
+    built, result = engine.enqueue_message(Track(user_id="u", event="Typed", properties={"n": 1}), now=0.0, wall=1e9)
+    assert result is Enqueued.WAKE
+    assert built.message["event"] == "Typed"
+    assert built.message["timestamp"].startswith("2001-09-09T01:46:40.000")
+    assert engine.last_seq == 0
+    with pytest.raises(ValidationError):
+        engine.enqueue_message(Track(user_id="u", event=None), now=0.0, wall=1e9)  # type: ignore[arg-type]
+    with pytest.raises(MessageTooLarge):
+        engine.enqueue_message(Track(user_id="u", event="Big", properties={"x": "y" * 40_000}), now=0.0, wall=1e9)
+    assert engine.last_seq == 0
