@@ -46,8 +46,8 @@ __all__ = [
     "Reply",
     "TokenAuthority",
     "bearer_token",
-    "body_write_key",
-    "decode_json_body",
+    "DecodedBody",
+    "decode_body",
     "error_reply",
     "json_reply",
     "parse_basic_write_key",
@@ -158,27 +158,93 @@ def _gunzip(body: bytes) -> bytes:
     return bytes(out)
 
 
-def decode_json_body(body: bytes, content_encoding: str | None) -> Any:
+class _MessageFields(msgspec.Struct):
+    """The fields the collector checks and indexes. The rest of a message is never decoded:
+    it is stored as the raw JSON it arrived as, so nothing is parsed or encoded twice."""
+
+    type: Any = None
+    userId: Any = None
+    anonymousId: Any = None
+    messageId: Any = None
+    event: Any = None
+    name: Any = None
+    groupId: Any = None
+    previousId: Any = None
+    timestamp: Any = None
+    sentAt: Any = None
+    writeKey: Any = None
+
+
+class _BatchBody(msgspec.Struct):
+    batch: list[msgspec.Raw]
+    sentAt: Any = None
+    writeKey: Any = None
+
+
+_batch_decoder = msgspec.json.Decoder(_BatchBody)
+_fields_decoder = msgspec.json.Decoder(_MessageFields)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBody:
+    """A request body, parsed only as far as routing and auth need.
+
+    ``messages`` holds each message's raw JSON and, for a single-call body, its fields
+    (already decoded to find ``writeKey``); batch messages are decoded when validated.
+    """
+
+    write_key: str | None
+    sent_at: str | None
+    messages: list[tuple[bytes | msgspec.Raw, _MessageFields | None]]
+
+
+def _inflate(body: bytes, content_encoding: str | None) -> bytes:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body)
+    if encoding != "identity":
+        raise RequestRejected(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+    return body
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _require_json(body: bytes) -> None:
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
+        raise RequestRejected(400, "invalid_json", "request body is not valid JSON") from None
+
+
+def decode_body(path: str, body: bytes, content_encoding: str | None) -> DecodedBody:
     """Decode a request body: optional gzip, then strict JSON (NaN and Infinity refused).
 
     Args:
+        path: ``/v1/batch`` or a single-call path (``/v1/track``, ...).
         body: the bytes received.
         content_encoding: the Content-Encoding header, if any (``gzip`` or ``identity``).
 
-    Returns:
-        The decoded JSON value.
-
     Raises:
-        RequestRejected: 400 for bad gzip or JSON, 413 for a body that inflates too far,
-            415 for an encoding other than gzip.
+        RequestRejected: 400 for bad gzip, bad JSON or a body of the wrong shape, 413 for a body
+            that inflates too far, 415 for an encoding other than gzip.
     """
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        body = _gunzip(body)
-    elif encoding != "identity":
-        raise RequestRejected(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+    body = _inflate(body, content_encoding)
     try:
-        return msgspec.json.decode(body)
+        # Raw values are skipped without a look inside their strings: check UTF-8 once, in C.
+        body.decode("utf-8")
+        if path == BATCH_PATH:
+            envelope = _batch_decoder.decode(body)
+            messages: list[tuple[bytes | msgspec.Raw, _MessageFields | None]] = [(raw, None) for raw in envelope.batch]
+            return DecodedBody(_text(envelope.writeKey), _text(envelope.sentAt), messages)
+        fields = _fields_decoder.decode(body)
+        return DecodedBody(_text(fields.writeKey), None, [(body, fields)])
+    except msgspec.ValidationError as exc:
+        _require_json(body)  # not JSON at all is a different error from JSON of the wrong shape
+        if "`$.batch`" in str(exc) or "field `batch`" in str(exc):
+            raise RequestRejected(400, "invalid_request", "batch must be a list of messages") from None
+        raise RequestRejected(400, "invalid_request", "request body must be a JSON object") from None
     except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
         raise RequestRejected(400, "invalid_json", "request body is not valid JSON") from None
 
@@ -212,7 +278,7 @@ def bearer_token(authorization: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedMessage:
-    """A message that passed validation, ready to store (``raw_json`` is compact JSON)."""
+    """A message that passed validation, ready to store (``raw_json`` as it arrived, minus any writeKey)."""
 
     message_id: str
     type: str
@@ -224,8 +290,7 @@ class AcceptedMessage:
     raw_json: str
 
 
-def _optional_str(message: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = message.get(key)
+def _optional_str(value: Any, key: str, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -233,56 +298,58 @@ def _optional_str(message: Mapping[str, Any], key: str, where: str) -> str | Non
     return value
 
 
-def _validate_message(message: Any, where: str, default_type: str | None, sent_at: str | None) -> AcceptedMessage:
-    if not isinstance(message, dict):
-        raise RequestRejected(400, "invalid_message", f"{where}: a message must be a JSON object")
-    message.pop("writeKey", None)  # a credential, never stored
-    kind = message.get("type", default_type)
+def _validate_message(
+    raw: bytes | msgspec.Raw, fields: _MessageFields | None, where: str, default_type: str | None, sent_at: str | None
+) -> AcceptedMessage:
+    if fields is None:
+        try:
+            fields = _fields_decoder.decode(raw)
+        except msgspec.ValidationError:
+            raise RequestRejected(400, "invalid_message", f"{where}: a message must be a JSON object") from None
+    kind = default_type if fields.type is None else fields.type
     if default_type is not None and kind != default_type:
         raise RequestRejected(400, "invalid_message", f"{where}: type does not match the endpoint")
     if kind not in MESSAGE_TYPES:
         raise RequestRejected(400, "invalid_message", f"{where}: type must be one of {sorted(MESSAGE_TYPES)}")
-    message["type"] = kind
-    user_id = _optional_str(message, "userId", where)
-    anonymous_id = _optional_str(message, "anonymousId", where)
+    user_id = _optional_str(fields.userId, "userId", where)
+    anonymous_id = _optional_str(fields.anonymousId, "anonymousId", where)
     if not user_id and not anonymous_id:
         raise RequestRejected(400, "invalid_message", f"{where}: userId or anonymousId is required")
-    if kind == "track" and not (isinstance(message.get("event"), str) and message["event"]):
+    if kind == "track" and not (isinstance(fields.event, str) and fields.event):
         raise RequestRejected(400, "invalid_message", f"{where}: track requires an event name")
-    if kind == "group" and message.get("groupId") in (None, ""):
+    if kind == "group" and fields.groupId in (None, ""):
         raise RequestRejected(400, "invalid_message", f"{where}: group requires groupId")
-    if kind == "alias" and message.get("previousId") in (None, ""):
+    if kind == "alias" and fields.previousId in (None, ""):
         raise RequestRejected(400, "invalid_message", f"{where}: alias requires previousId")
-    message_id = _optional_str(message, "messageId", where)
+    message_id = _optional_str(fields.messageId, "messageId", where)
     if not message_id:
         # Segment adds a messageId when the sender gave none; so do we, marked as ours.
         message_id = f"collector-{uuid.uuid4()}"
-    raw = msgspec.json.encode(message)
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if fields.writeKey is not None or fields.type is None:
+        # Rare: a credential to strip (never stored) or a type to add from the endpoint.
+        message = msgspec.json.decode(raw)
+        message.pop("writeKey", None)
+        message["type"] = kind
+        raw = msgspec.json.encode(message)
+    data = bytes(raw)
+    if len(data) > MAX_MESSAGE_BYTES:
         raise RequestRejected(
-            400, "message_too_large", f"{where}: message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}"
+            400, "message_too_large", f"{where}: message is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}"
         )
-    name_key = "event" if kind == "track" else "name"
-    name = message.get(name_key)
+    name = fields.event if kind == "track" else fields.name
     return AcceptedMessage(
         message_id=message_id,
         type=kind,
         user_id=user_id,
         anonymous_id=anonymous_id,
         event_or_name=name if isinstance(name, str) else None,
-        timestamp=_optional_str(message, "timestamp", where),
-        sent_at=_optional_str(message, "sentAt", where) or sent_at,
-        raw_json=raw.decode("utf-8"),
+        timestamp=_optional_str(fields.timestamp, "timestamp", where),
+        sent_at=_optional_str(fields.sentAt, "sentAt", where) or sent_at,
+        raw_json=data.decode("utf-8"),
     )
 
 
-def body_write_key(payload: Any) -> str | None:
-    """The ``writeKey`` a body carries (Segment accepts it instead of Basic auth), or None."""
-    key = payload.get("writeKey") if isinstance(payload, dict) else None
-    return key if isinstance(key, str) else None
-
-
-def validate_payload(path: str, payload: Any) -> list[AcceptedMessage]:
+def validate_payload(path: str, payload: DecodedBody) -> list[AcceptedMessage]:
     """Validate a decoded body for ``path`` (``/v1/batch`` or a single-call endpoint).
 
     One invalid message rejects the whole request, so a batch is stored entirely or not at
@@ -290,7 +357,7 @@ def validate_payload(path: str, payload: Any) -> list[AcceptedMessage]:
 
     Args:
         path: the request path, ``/v1/batch`` or ``/v1/<type>``.
-        payload: the decoded JSON body.
+        payload: the body, from :func:`decode_body`.
 
     Returns:
         The messages to store, in order.
@@ -298,18 +365,13 @@ def validate_payload(path: str, payload: Any) -> list[AcceptedMessage]:
     Raises:
         RequestRejected: 400 with a message naming the first problem.
     """
-    if not isinstance(payload, dict):
-        raise RequestRejected(400, "invalid_request", "request body must be a JSON object")
     if path == BATCH_PATH:
-        batch = payload.get("batch")
-        if not isinstance(batch, list):
-            raise RequestRejected(400, "invalid_request", "batch must be a list of messages")
-        sent_at = payload.get("sentAt")
-        envelope_sent_at = sent_at if isinstance(sent_at, str) else None
         return [
-            _validate_message(message, f"batch[{index}]", None, envelope_sent_at) for index, message in enumerate(batch)
+            _validate_message(raw, fields, f"batch[{index}]", None, payload.sent_at)
+            for index, (raw, fields) in enumerate(payload.messages)
         ]
-    return [_validate_message(payload, "message", SINGLE_PATHS[path], None)]
+    ((raw, fields),) = payload.messages
+    return [_validate_message(raw, fields, "message", SINGLE_PATHS[path], None)]
 
 
 # --- OAuth ------------------------------------------------------------------------------

@@ -54,8 +54,7 @@ from ._collector_protocol import (
     RequestRejected,
     TokenAuthority,
     bearer_token,
-    body_write_key,
-    decode_json_body,
+    decode_body,
     error_reply,
     json_reply,
     parse_basic_write_key,
@@ -492,9 +491,9 @@ class Collector:
             header_key_ok = True
         else:
             header_key_ok = False
-        payload = decode_json_body(request.body, request.header("content-encoding"))
+        payload = decode_body(request.path, request.body, request.header("content-encoding"))
         if not header_key_ok:
-            self._check_write_key(body_write_key(payload))
+            self._check_write_key(payload.write_key)
         return validate_payload(request.path, payload)
 
     def _check_write_key(self, key: str | None) -> None:
