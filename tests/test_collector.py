@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import segment_runtimes.collector as collector_module
@@ -33,6 +32,8 @@ from segment_runtimes.collector import (
     Faults,
     OAuthServerSettings,
 )
+
+from . import keys
 
 WRITE_KEY = "test-write-key"
 KID = "key-1"
@@ -678,16 +679,7 @@ def test_public_names_are_exported() -> None:
 
 @pytest.fixture(scope="module")
 def rsa_pems() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return keys.rsa_pems()
 
 
 @pytest.fixture

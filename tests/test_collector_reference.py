@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from segment.analytics import Client as ReferenceClient
 
 from segment_runtimes.__main__ import main
 from segment_runtimes.collector import Collector, Faults, OAuthServerSettings
+
+from .keys import rsa_pems
 
 REPO = Path(__file__).resolve().parent.parent
 WRITE_KEY = "reference-write-key"
@@ -77,15 +77,7 @@ def test_reference_client_survives_injected_faults() -> None:
 
 
 def test_reference_client_with_oauth() -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private, public = rsa_pems()
     with Collector(oauth=OAuthServerSettings(public, "kid-ref", "client-ref")) as collector:
         client = ReferenceClient(
             WRITE_KEY,

@@ -15,7 +15,7 @@ import jwt
 import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -37,17 +37,16 @@ from segment_core._oauth import (
 )
 from segment_core._retry import BACKOFF_BASE, BACKOFF_CAP, BACKOFF_JITTER
 
+from .keys import rsa_pems
+
 WALL = 1_700_000_000.0  # epoch seconds at monotonic 0 in these tests
 S = TokenState
 
 
 @functools.cache
 def _key_pair() -> tuple[str, Any]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return pem, key.public_key()
+    private, public = rsa_pems()
+    return private, serialization.load_pem_public_key(public.encode())
 
 
 @pytest.fixture(scope="module")

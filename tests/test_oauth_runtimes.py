@@ -8,12 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from segment_core import OAuthError, ShutdownDeadline
 from segment_runtimes.collector import Collector, OAuthServerSettings
 
+from .keys import rsa_pems
 from .runtimes import RUNTIMES, Runtime, run_scenario, sleep
 from .test_conformance import ErrorLog
 
@@ -23,27 +22,14 @@ CLIENT_ID = "client-4d1b"
 KEY_ID = "key-2026"
 
 
-def _pem_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def key_pair() -> tuple[str, str]:
-    return _pem_pair()
+    return rsa_pems()
 
 
 @pytest.fixture(scope="module")
 def other_private_key() -> str:
-    return _pem_pair()[0]
+    return rsa_pems("other")[0]
 
 
 @pytest.fixture

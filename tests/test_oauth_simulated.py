@@ -8,21 +8,18 @@ from typing import Any
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from segment_core import EngineConfig, OAuthConfig, OAuthError, RequestPurpose
 from segment_core.testing import DEFAULT_WALL_START, Reply, ScriptedServer, Simulator, TraceEvent
+
+from .keys import rsa_pems
 
 AUTH_SERVER = "https://oauth.example"
 
 
 @pytest.fixture(scope="module")
 def private_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return rsa_pems()[0]
 
 
 def token(value: str, expires_in: float, **headers: str) -> Reply:

@@ -38,6 +38,12 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "segment_runtimes", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def test_signatures_match_segment_analytics_python() -> None:
     for name in ("identify", "track", "alias", "group", "page", "screen", "__init__"):
         ours = list(inspect.signature(getattr(Client, name)).parameters)
@@ -165,13 +171,7 @@ def test_module_level_api_works_again_after_shutdown(collector: Collector) -> No
 
 
 def test_demo_runs_every_runtime_and_loses_nothing() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "segment_runtimes", "demo", "--events", "400", "--faults", "0.3", "--seed", "4"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli("demo", "--events", "400", "--faults", "0.3", "--seed", "4", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     for runtime in ("threaded", "asyncio", "trio"):
@@ -242,31 +242,22 @@ def test_exit_with_server_down_is_bounded_by_shutdown_timeout() -> None:
 
 
 def test_cli_send_delivers_and_exits_zero(collector: Collector) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segment_runtimes",
-            "send",
-            "--writeKey",
-            WRITE_KEY,
-            "--host",
-            collector.url,
-            "--type",
-            "track",
-            "--userId",
-            "cli-user",
-            "--event",
-            "CLI Event",
-            "--properties",
-            '{"plan": "pro"}',
-            "--context",
-            '{"source": "cli"}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_cli(
+        "send",
+        "--writeKey",
+        WRITE_KEY,
+        "--host",
+        collector.url,
+        "--type",
+        "track",
+        "--userId",
+        "cli-user",
+        "--event",
+        "CLI Event",
+        "--properties",
+        '{"plan": "pro"}',
+        "--context",
+        '{"source": "cli"}',
     )
     assert result.returncode == 0, result.stderr
     (stored,) = collector.messages()
@@ -286,23 +277,7 @@ def test_cli_send_delivers_and_exits_zero(collector: Collector) -> None:
     ids=["missing-event", "properties-not-object", "server-down"],
 )
 def test_cli_send_fails_clearly(extra: list[str], code: int, needle: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segment_runtimes",
-            "send",
-            "--writeKey",
-            WRITE_KEY,
-            "--host",
-            f"http://127.0.0.1:{closed_port()}",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("send", "--writeKey", WRITE_KEY, "--host", f"http://127.0.0.1:{closed_port()}", *extra)
     assert result.returncode == code
     assert needle in result.stderr
     assert WRITE_KEY not in result.stderr + result.stdout
