@@ -31,8 +31,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from segment_core import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
@@ -59,12 +57,11 @@ from ._common import (
     ErrorCallback,
     Options,
     RealTimeCalls,
-    http_response,
     log,
     log_dropped,
     report_outcomes,
-    transport_failure,
 )
+from ._http import SyncHTTP
 
 __all__ = [
     "Client",
@@ -199,7 +196,7 @@ class Client(RealTimeCalls):
         self._workers: list[threading.Thread] = []
         self._to_send: deque[Request] = deque()
         self._waiters: list[_Waiter] = []
-        self._http: httpx.Client | None = None
+        self._http: SyncHTTP | None = None
 
     def _after_fork_in_child(self) -> None:
         self._fresh_process_state()
@@ -374,22 +371,11 @@ class Client(RealTimeCalls):
     def _perform(self, request: Request) -> Response | TransportFailure:
         http = self._http
         if http is None:
-            http = self._http = httpx.Client(**self._options.httpx_options(httpx.HTTPTransport))
-        try:
-            response = http.request(request.method, request.url, headers=request.headers, content=request.body)
-        except httpx.HTTPError as exc:
-            failure = transport_failure(exc)
-            log.debug("%s %s failed: %s", request.purpose.value, request.url, failure.kind.value)
-            return failure
-        log.debug(
-            "%s %s: %d message(s), retry %d -> %d",
-            request.purpose.value,
-            request.url,
-            request.message_count,
-            request.retry_count,
-            response.status_code,
-        )
-        return http_response(response)
+            with self._lock:  # one client for every worker; built after a fork too, since that drops it
+                http = self._http
+                if http is None:
+                    http = self._http = SyncHTTP(timeout=self._options.timeout, proxies=self._options.proxies)
+        return http.perform(request)
 
     def _collect(self, outputs: list[Output], outcomes: list[Output]) -> None:
         """With the lock held: queue requests for the workers, settle waiters, keep outcomes to report."""
