@@ -16,9 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from segment_core import BuiltMessage, MessagesFailed, Output, Request, Response, TransportFailure
+from segment_core import BuiltMessage, MessagesFailed, Output, Request, Response
 from segment_core._engine import Engine, Enqueued, Stats
 
 from ._common import (
@@ -26,12 +24,11 @@ from ._common import (
     Options,
     RealTimeCalls,
     default_keywords,
-    http_response,
     log,
     log_dropped,
     report_outcomes,
-    transport_failure,
 )
+from ._http import AsyncHTTP
 
 __all__ = ["AsyncClientBase", "Waiter"]
 
@@ -106,7 +103,7 @@ class AsyncClientBase(RealTimeCalls):
         self._seed_ids()
         self._engine = Engine(self._options.engine, random=random.Random(os.urandom(16)))
         self._waiters: list[Waiter] = []
-        self._http: httpx.AsyncClient | None = None
+        self._http: AsyncHTTP | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} host={self._options.engine.host!r} state={self._engine.state.value}>"
@@ -209,23 +206,8 @@ class AsyncClientBase(RealTimeCalls):
         """Perform one request and feed its outcome back to the engine."""
         http = self._http
         if http is None:
-            http = self._http = httpx.AsyncClient(**self._options.httpx_options(httpx.AsyncHTTPTransport))
-        outcome: Response | TransportFailure
-        try:
-            response = await http.request(request.method, request.url, headers=request.headers, content=request.body)
-        except Exception as exc:  # anything but cancellation: the engine must hear of every request
-            outcome = transport_failure(exc)
-            log.debug("%s %s failed: %s", request.purpose.value, request.url, outcome.kind.value)
-        else:
-            log.debug(
-                "%s %s: %d message(s), retry %d -> %d",
-                request.purpose.value,
-                request.url,
-                request.message_count,
-                request.retry_count,
-                response.status_code,
-            )
-            outcome = http_response(response)
+            http = self._http = AsyncHTTP(timeout=self._options.timeout, proxies=self._options.proxies)
+        outcome = await http.perform(request)
         now, wall = time.monotonic(), time.time()
         if isinstance(outcome, Response):
             self._engine.receive_response(request.id, outcome, now=now, wall=wall)
