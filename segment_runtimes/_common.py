@@ -4,7 +4,6 @@
   (plus ours) into an ``EngineConfig`` and the runtime's own settings, and
   rejects bad values at construction.
 - :class:`RealTimeCalls` gives the six calls the real clock and cheap random ids.
-- :func:`transport_failure` is the one place httpx exceptions become core inputs.
 - :func:`report_outcomes` hands failures to ``on_error`` and logs, never raising.
 """
 
@@ -17,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import httpx
 import msgspec
 
 from segment_core import (
@@ -37,9 +35,6 @@ from segment_core import (
     DeliveryError,
     MessagesFailed,
     Output,
-    Response,
-    TransportFailure,
-    TransportFailureKind,
     ValidationError,
 )
 from segment_core._build import BuiltMessage, message_id_from_bits
@@ -51,10 +46,8 @@ __all__ = [
     "RealTimeCalls",
     "log_dropped",
     "Options",
-    "http_response",
     "log",
     "report_outcomes",
-    "transport_failure",
 ]
 
 # The reference client logs to "segment"; keeping the name keeps users' logging config working.
@@ -150,26 +143,6 @@ class Options:
             if self.log_handler is None and not log.handlers:
                 log.addHandler(logging.StreamHandler())
 
-    def httpx_options(self, transport: type[httpx.HTTPTransport] | type[httpx.AsyncHTTPTransport]) -> dict[str, Any]:
-        """Keyword arguments for httpx.Client / httpx.AsyncClient: timeouts, TLS verification on, proxies.
-
-        ``proxies`` is a URL, or a requests-style mapping such as
-        ``{"https": "http://proxy:3128"}`` (what segment-analytics-python took).
-        """
-        options: dict[str, Any] = {"timeout": httpx.Timeout(self.timeout), "verify": True, "follow_redirects": False}
-        if isinstance(self.proxies, str):
-            options["proxy"] = self.proxies
-        elif self.proxies:
-            options["mounts"] = {
-                _proxy_pattern(scheme): transport(proxy=url, verify=True) for scheme, url in self.proxies.items()
-            }
-        return options
-
-
-def _proxy_pattern(scheme: str) -> str:
-    """requests-style proxies keys ("https", "http://host") as httpx mount patterns."""
-    return scheme if "://" in scheme else f"{scheme}://"
-
 
 def default_keywords() -> dict[str, Any]:
     """The constructor defaults shared by every runtime (segment-analytics-python 2.4's, plus ours)."""
@@ -219,29 +192,6 @@ class RealTimeCalls(CallMethods):
 def log_dropped(built: BuiltMessage) -> None:
     """Warn about values cleaning dropped: paths and types only, since values may be secrets."""
     log.warning("dropped values that cannot be sent as JSON: %s", ", ".join(built.dropped))
-
-
-def transport_failure(exc: Exception) -> TransportFailure:
-    """Translate an httpx exception into the core's TransportFailure (the one place this happens)."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        kind = TransportFailureKind.CONNECT
-    elif isinstance(exc, httpx.TimeoutException):
-        kind = TransportFailureKind.TIMEOUT
-    elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.CloseError):
-        kind = TransportFailureKind.RESET
-    else:
-        kind = TransportFailureKind.OTHER
-    # The exception's text names the URL at most; never headers.
-    return TransportFailure(kind=kind, detail=f"{type(exc).__name__}: {exc}"[:200])
-
-
-def http_response(response: httpx.Response) -> Response:
-    """The core's view of an httpx response (header names lower-cased)."""
-    return Response(
-        status=response.status_code,
-        headers={name.lower(): value for name, value in response.headers.items()},
-        body=response.content,
-    )
 
 
 _batch_decoder = msgspec.json.Decoder(dict[str, Any])
