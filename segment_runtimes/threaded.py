@@ -291,7 +291,7 @@ class Client(RealTimeCalls):
         timeout = self._options.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._lock:
-            delivered_before = self._engine.stats().failed
+            failed_before = self._engine.stats().failed
             self._engine.close(now=time.monotonic(), deadline=deadline)
             self._work_ready.notify_all()
             workers = list(self._workers)
@@ -305,7 +305,7 @@ class Client(RealTimeCalls):
                 self._engine.poll(now=max(time.monotonic(), deadline), wall=time.time())
                 self._collect(self._engine.next_outputs(), leftovers)
             http, self._http = self._http, None
-            all_delivered = self._engine.stats().failed == delivered_before
+            all_delivered = self._engine.stats().failed == failed_before
         report_outcomes(leftovers, self._options.on_error)
         if http is not None and not any(worker.is_alive() for worker in workers):
             http.close()
