@@ -55,7 +55,7 @@ _ID_EXPECTED = "a non-empty string, a number or a UUID"
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1)  # naive UTC, for formatting without reading any timezone
 # A naive timestamp this close to local "now" (or in its future) was made with
-# datetime.now(): segment-analytics-python 2.4 utils.guess_timezone uses 5 s.
+# the local clock at call time: segment-analytics-python 2.4 utils.guess_timezone uses 5 s.
 _LOCAL_GUESS_WINDOW = timedelta(seconds=5)
 _ONE_MINUTE = timedelta(minutes=1)
 

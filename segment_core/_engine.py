@@ -301,7 +301,7 @@ class Engine:
             the write key, or OAuth when ``config.oauth`` is set.
         """
         self.config = config
-        self._random = random
+        self._rng = random
         self._oauth = config.oauth is not None
         if authorizer is None:
             if config.oauth is not None:
@@ -412,7 +412,7 @@ class Engine:
         return built, self.enqueue(built.data, now=now)
 
     def _random_message_id(self) -> str:
-        return message_id_from_bits(self._random.getrandbits(128))
+        return message_id_from_bits(self._rng.getrandbits(128))
 
     @property
     def last_seq(self) -> int:
@@ -681,7 +681,7 @@ class Engine:
             return
         batch.retries += 1
         self._retries += 1
-        batch.ready_at = now + backoff_delay(batch.retries, self._random.random())
+        batch.ready_at = now + backoff_delay(batch.retries, self._rng.random())
         batch.move(_BatchEvent.RETRY)
 
     def _pause(self, batch: _Batch, delay: float, now: float) -> None:

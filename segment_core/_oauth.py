@@ -268,7 +268,7 @@ class TokenManager:
         "_last_error",
         "_last_status",
         "_next_request_at",
-        "_random",
+        "_rng",
         "_sent_at",
         "_skew",
         "_state",
@@ -285,7 +285,7 @@ class TokenManager:
         """
         self._config = config
         self._key = _load_rsa_key(config.private_key, validated=True)
-        self._random = random
+        self._rng = random
         self._skew = 0  # wall - server time, whole seconds; survives reset (the clocks did not change)
         self._start_over()
 
@@ -488,7 +488,7 @@ class TokenManager:
             "aud": config.auth_server.rstrip("/"),
             "iat": server_now - ASSERTION_BACKDATE,
             "exp": server_now + ASSERTION_LIFETIME,
-            "jti": str(uuid.UUID(int=self._random.getrandbits(128), version=4)),
+            "jti": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
         }
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": config.key_id})
 
@@ -549,7 +549,7 @@ class TokenManager:
             self._give_up(OAuthError(self._last_status, "retries_exhausted", message))
             return
         if delay is None:
-            delay = _backoff_delay(self._failures, self._random.random())
+            delay = _backoff_delay(self._failures, self._rng.random())
         self._next_request_at = now + delay
         self._move(_Event.RETRY_NOW if delay == 0 else _Event.RETRY_LATER)
 
