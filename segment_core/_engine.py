@@ -21,12 +21,11 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any, Final, Protocol
 
 import msgspec
 
-from ._build import BuiltMessage, build_from_struct, message_id_from_bits
+from ._build import BuiltMessage, build_from_struct, format_timestamp, message_id_from_bits
 from ._constants import (
     DEFAULT_HOST,
     DEFAULT_MAX_IN_FLIGHT,
@@ -280,14 +279,6 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     queue_depth: int
     queue_bytes: int
     in_flight_messages: int
-
-
-_UTC = timezone.utc
-
-
-def format_sent_at(wall: float) -> str:
-    """ISO-8601 UTC with milliseconds: fixed length, which the batch size arithmetic relies on."""
-    return datetime.fromtimestamp(wall, _UTC).isoformat(timespec="milliseconds")
 
 
 class Engine:
@@ -662,7 +653,7 @@ class Engine:
                 method="POST",
                 url=builder.url,
                 headers=builder.headers(authorization, batch.attempts),
-                body=builder.body(batch.messages, format_sent_at(wall)),
+                body=builder.body(batch.messages, format_timestamp(wall)),
                 message_count=len(batch.messages),
                 retry_count=batch.attempts,
             )

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from segment_core import DEFAULT_HOST, EU_HOST, LIBRARY_NAME, LIBRARY_VERSION
-from segment_core._engine import format_sent_at
+from segment_core._build import format_timestamp
 from segment_core._requests import SENT_AT_LENGTH, BatchRequestBuilder, basic_authorization, normalize_host
 
 SENT_AT = "2023-11-14T22:13:20.123+00:00"
@@ -96,7 +96,7 @@ SENT_AT_PATTERN = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 
 @pytest.mark.parametrize("wall", [0.0, 1_700_000_000.0, 1_700_000_000.1239, 1_700_000_000.9999, 4_102_444_799.5])
 def test_sent_at_is_utc_with_milliseconds_and_fixed_length(wall: float) -> None:
-    text = format_sent_at(wall)
+    text = format_timestamp(wall)  # sentAt's format
     assert SENT_AT_PATTERN.match(text), text
     assert len(text) == SENT_AT_LENGTH
     parsed = datetime.fromisoformat(text)
