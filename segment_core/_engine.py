@@ -116,6 +116,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
         # The write key is a secret: never shown.
         return f"EngineConfig(host={self.host!r}, upload_size={self.upload_size}, oauth={self.oauth is not None})"
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # msgspec's default would list every field, write key included.
+        return [("host", self.host), ("upload_size", self.upload_size), ("oauth", self.oauth is not None)]
+
 
 def _require_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

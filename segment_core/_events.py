@@ -9,7 +9,7 @@ small frozen structs; the runtime drains outputs with ``Engine.next_outputs()``.
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -61,6 +61,10 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
             f"Request(id={self.id}, purpose={self.purpose.value}, method={self.method}, url={self.url}, "
             f"body_bytes={len(self.body)}, message_count={self.message_count}, retry_count={self.retry_count})"
         )
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # msgspec's default would list the headers, Authorization included.
+        return [("id", self.id), ("purpose", self.purpose.value), ("url", self.url), ("body_bytes", len(self.body))]
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True):
