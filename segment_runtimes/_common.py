@@ -20,17 +20,6 @@ import msgspec
 
 from segment_core import (
     DEFAULT_HOST,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RATE_LIMIT_DURATION,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
-    DEFAULT_OAUTH_AUTH_SERVER,
-    DEFAULT_OAUTH_SCOPE,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    DEFAULT_UPLOAD_INTERVAL,
-    DEFAULT_UPLOAD_SIZE,
     ConfigurationError,
     DeliveryError,
     MessagesFailed,
@@ -142,34 +131,6 @@ class Options:
             log.setLevel(logging.DEBUG)
             if self.log_handler is None and not log.handlers:
                 log.addHandler(logging.StreamHandler())
-
-
-def default_keywords() -> dict[str, Any]:
-    """The constructor defaults shared by every runtime (segment-analytics-python 2.4's, plus ours)."""
-    return {
-        "host": None,
-        "debug": False,
-        "max_queue_size": DEFAULT_MAX_QUEUE_SIZE,
-        "send": True,
-        "on_error": None,
-        "gzip": False,
-        "max_retries": DEFAULT_MAX_RETRIES,
-        "timeout": DEFAULT_TIMEOUT,
-        "proxies": None,
-        "thread": 1,
-        "upload_size": DEFAULT_UPLOAD_SIZE,
-        "upload_interval": DEFAULT_UPLOAD_INTERVAL,
-        "log_handler": None,
-        "oauth_client_id": None,
-        "oauth_client_key": None,
-        "oauth_key_id": None,
-        "oauth_auth_server": DEFAULT_OAUTH_AUTH_SERVER,
-        "oauth_scope": DEFAULT_OAUTH_SCOPE,
-        "max_total_backoff_duration": DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
-        "max_rate_limit_duration": DEFAULT_MAX_RATE_LIMIT_DURATION,
-        "shutdown_timeout": DEFAULT_SHUTDOWN_TIMEOUT,
-        "max_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
-    }
 
 
 class RealTimeCalls(CallMethods):
