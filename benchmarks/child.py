@@ -39,7 +39,7 @@ import sys
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -138,13 +138,12 @@ def _deliver_threaded(impl: str, url: str, n: int) -> tuple[dict[str, Any], list
     return result, ids
 
 
-async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
-    from segment_runtimes.asyncio import AsyncClient
-
+async def _measure_async(
+    client: Any, n: int, errors: _Errors, yield_to_loop: Callable[[], Awaitable[None]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Time n calls on an async client (asyncio or trio), yielding to its loop every ASYNC_CHUNK calls."""
     warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
     calls = make_calls(n, seed=_WORKLOAD_SEED)
-    errors = _Errors()
-    client = AsyncClient(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
     ids: list[str] = []
     failed_calls = 0
     for kwargs in warmup:
@@ -166,7 +165,7 @@ async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]
             if not ok:
                 failed_calls += 1
         calls_only += time.perf_counter_ns() - s0
-        await asyncio.sleep(0)
+        await yield_to_loop()
     c1 = time.thread_time_ns()
     t1 = time.perf_counter_ns()
     await client.flush()
@@ -185,53 +184,22 @@ async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]
     return result, ids
 
 
+async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+    from segment_runtimes.asyncio import AsyncClient
+
+    errors = _Errors()
+    client = AsyncClient(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    return await _measure_async(client, n, errors, lambda: asyncio.sleep(0))
+
+
 async def _deliver_trio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
     import trio
 
     from segment_runtimes.trio import open_client
 
-    warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
-    calls = make_calls(n, seed=_WORKLOAD_SEED)
     errors = _Errors()
-    ids: list[str] = []
-    failed_calls = 0
     async with open_client(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000) as client:
-        for kwargs in warmup:
-            ok, msg = client.track(**kwargs)
-            ids.append(msg["messageId"])
-            failed_calls += not ok
-        await client.flush()
-        track = client.track
-        append = ids.append
-        gc.collect()
-        t0 = time.perf_counter_ns()
-        c0 = time.thread_time_ns()
-        calls_only = 0
-        for start in range(0, n, ASYNC_CHUNK):
-            s0 = time.perf_counter_ns()
-            for kwargs in calls[start : start + ASYNC_CHUNK]:
-                ok, msg = track(**kwargs)
-                append(msg["messageId"])
-                if not ok:
-                    failed_calls += 1
-            calls_only += time.perf_counter_ns() - s0
-            await trio.sleep(0)
-        c1 = time.thread_time_ns()
-        t1 = time.perf_counter_ns()
-        await client.flush()
-        t2 = time.perf_counter_ns()
-        await client.shutdown()
-        t3 = time.perf_counter_ns()
-    result = {
-        "loop_ns": t1 - t0,
-        "loop_calls_only_ns": calls_only,
-        "loop_thread_cpu_ns": c1 - c0,
-        "flushed_ns": t2 - t0,
-        "end_ns": t3 - t0,
-        "failed_calls": failed_calls,
-        "on_error_messages": errors.messages,
-    }
-    return result, ids
+        return await _measure_async(client, n, errors, lambda: trio.sleep(0))
 
 
 def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
