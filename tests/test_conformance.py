@@ -46,11 +46,15 @@ class ErrorLog:
         return [message["messageId"] for _, batch in self.calls for message in batch]
 
 
+# Bound for the whole session and never listening: connecting is refused, and no
+# collector started later can be given this port (a port bound and released could be).
+_REFUSING = socket.socket()
+_REFUSING.bind(("127.0.0.1", 0))
+
+
 def closed_port() -> int:
-    """A loopback port with nothing listening (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port that refuses connections for the whole test session."""
+    return int(_REFUSING.getsockname()[1])
 
 
 def test_every_call_type_is_delivered(runtime: Runtime, collector: Collector) -> None:
