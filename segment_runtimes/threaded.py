@@ -80,6 +80,10 @@ __all__ = [
 # only guards against a spin if the engine ever reported a stale deadline.
 _MIN_WAIT = 0.001
 
+# shutdown() stops delivery this much before its deadline (at most a tenth of the
+# timeout) so that on_error has run for every leftover message when it returns.
+_REPORTING_MARGIN = 0.25
+
 
 class _Waiter:
     """A flush (or sync_mode call) waiting for sequence numbers [first, last] to settle."""
@@ -196,6 +200,9 @@ class Client(RealTimeCalls):
         self._workers: list[threading.Thread] = []
         self._to_send: deque[Request] = deque()
         self._waiters: list[_Waiter] = []
+        # Outcome lists taken from the engine whose on_error calls have not finished:
+        # flush and shutdown wait for them, as the reference's queue.join() does.
+        self._reports_pending = 0
         self._http: SyncHTTP | None = None
 
     def _after_fork_in_child(self) -> None:
@@ -274,7 +281,9 @@ class Client(RealTimeCalls):
         self._waiters.append(waiter)
         try:
             engine = self._engine
-            settled = self._settled.wait_for(lambda: engine.oldest_unsettled_seq > last, timeout)
+            settled = self._settled.wait_for(
+                lambda: engine.oldest_unsettled_seq > last and not self._reports_pending, timeout
+            )
         finally:
             self._waiters.remove(waiter)
         return settled and not waiter.failed
@@ -283,16 +292,20 @@ class Client(RealTimeCalls):
         """Flush, then stop the workers, within ``timeout`` seconds (default ``shutdown_timeout``).
 
         Every message not delivered by then is reported through ``on_error``
-        exactly once. Calls after shutdown return ``(False, msg)``.
+        exactly once, before this returns: delivery stops a little before the
+        deadline (a tenth of the timeout, at most 0.25 s) to leave time for the
+        callbacks. Calls after shutdown return ``(False, msg)``.
 
         Returns:
             True if everything queued was delivered.
         """
-        timeout = self._options.shutdown_timeout if timeout is None else timeout
+        timeout = max(self._options.shutdown_timeout if timeout is None else timeout, 0.0)
         deadline = time.monotonic() + timeout
+        delivery_deadline = deadline - min(timeout / 10, _REPORTING_MARGIN)
+        in_worker = threading.current_thread() in self._workers
         with self._lock:
             failed_before = self._engine.stats().failed
-            self._engine.close(now=time.monotonic(), deadline=deadline)
+            self._engine.close(now=time.monotonic(), deadline=delivery_deadline)
             self._work_ready.notify_all()
             workers = list(self._workers)
         for worker in workers:
@@ -302,14 +315,20 @@ class Client(RealTimeCalls):
         with self._lock:
             if self._engine.state is not EngineState.CLOSED:
                 # A worker is stuck in a request past the deadline: expire it from here.
-                self._engine.poll(now=max(time.monotonic(), deadline), wall=time.time())
+                self._engine.poll(now=max(time.monotonic(), delivery_deadline), wall=time.time())
                 self._collect(self._engine.next_outputs(), leftovers)
+                if leftovers:
+                    self._reports_pending += 1
+        if leftovers:
+            self._report(leftovers)
+        with self._lock:
+            if not in_worker:  # from on_error, our own report is one of those pending
+                self._settled.wait_for(lambda: not self._reports_pending, max(deadline - time.monotonic(), 0.0))
             http, self._http = self._http, None
             all_delivered = self._engine.stats().failed == failed_before
-        report_outcomes(leftovers, self._options.on_error)
         if http is not None and not any(worker.is_alive() for worker in workers):
             http.close()
-        return all_delivered and not leftovers
+        return all_delivered
 
     def join(self) -> None:
         """Kept for compatibility: the same as ``shutdown()``."""
@@ -330,7 +349,6 @@ class Client(RealTimeCalls):
 
     def _work(self) -> None:
         engine = self._engine
-        on_error = self._options.on_error
         while True:
             outcomes: list[Output] = []
             request: Request | None = None
@@ -349,7 +367,10 @@ class Client(RealTimeCalls):
                 closed = engine.state is EngineState.CLOSED and request is None
                 if closed:
                     self._work_ready.notify_all()  # the other workers may sleep with no deadline
-            report_outcomes(outcomes, on_error)
+                if outcomes:
+                    self._reports_pending += 1
+            if outcomes:
+                self._report(outcomes)
             if closed:
                 return
             if request is not None:
@@ -366,7 +387,19 @@ class Client(RealTimeCalls):
             else:
                 self._engine.receive_failure(request.id, outcome, now=now, wall=wall)
             self._collect(self._engine.next_outputs(), outcomes)
-        report_outcomes(outcomes, self._options.on_error)
+            if outcomes:
+                self._reports_pending += 1
+        if outcomes:
+            self._report(outcomes)
+
+    def _report(self, outcomes: list[Output]) -> None:
+        """Outside the lock: log and call on_error, then wake the flushes waiting for these outcomes."""
+        try:
+            report_outcomes(outcomes, self._options.on_error)
+        finally:
+            with self._lock:
+                self._reports_pending -= 1
+                self._settled.notify_all()
 
     def _perform(self, request: Request) -> Response | TransportFailure:
         http = self._http
@@ -378,14 +411,12 @@ class Client(RealTimeCalls):
         return http.perform(request)
 
     def _collect(self, outputs: list[Output], outcomes: list[Output]) -> None:
-        """With the lock held: queue requests for the workers, settle waiters, keep outcomes to report."""
-        settled = False
+        """With the lock held: queue requests for the workers, mark failed waiters, keep outcomes to report."""
         for output in outputs:
             if isinstance(output, Request):
                 self._to_send.append(output)
                 continue
             outcomes.append(output)
-            settled = True
             if isinstance(output, MessagesFailed):
                 last = output.first_seq + len(output.messages) - 1
                 for waiter in self._waiters:
@@ -395,8 +426,6 @@ class Client(RealTimeCalls):
                 raise AssertionError(f"unknown output {output!r}")
         if len(self._to_send) > 1:
             self._work_ready.notify(len(self._to_send) - 1)
-        if settled:
-            self._settled.notify_all()
 
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()

@@ -28,14 +28,19 @@ WRITE_KEY = "conformance-write-key-7f3a9c"
 
 
 class ErrorLog:
-    """An on_error callback that records what it was given."""
+    """An on_error callback that records what it was given, after ``busy_for`` seconds of work."""
 
-    def __init__(self, raise_after_recording: bool = False) -> None:
+    def __init__(self, raise_after_recording: bool = False, busy_for: float = 0.0) -> None:
         self.calls: list[tuple[Exception, list[dict[str, Any]]]] = []
         self.raise_after_recording = raise_after_recording
+        self.busy_for = busy_for
         self.lock = threading.Lock()
 
     def __call__(self, error: Exception, batch: list[dict[str, Any]]) -> None:
+        if self.busy_for:
+            # Stands for a callback doing real work (writing to a dead-letter store, say):
+            # whoever waits on the client must see its result, not race it.
+            threading.Event().wait(self.busy_for)
         with self.lock:
             self.calls.append((error, batch))
         if self.raise_after_recording:
@@ -117,7 +122,7 @@ def test_injected_faults_lose_nothing(runtime: Runtime, gzip: bool) -> None:
 
 
 def test_server_down_shutdown_is_bounded_and_reports_each_message_once(runtime: Runtime) -> None:
-    errors = ErrorLog()
+    errors = ErrorLog(busy_for=0.02)
     sent: list[str] = []
     timeout = 1.0
 
@@ -130,7 +135,9 @@ def test_server_down_shutdown_is_bounded_and_reports_each_message_once(runtime: 
             elapsed = time.monotonic() - started
             # Bounded: the deadline, plus scheduling slack on a loaded machine.
             assert elapsed < timeout + 2.0
-            assert elapsed >= timeout * 0.9, "shutdown gave up before its deadline"
+            assert elapsed >= timeout * 0.85, "shutdown gave up long before its deadline"
+            # Reported before shutdown returned, not by a worker still running the callback.
+            assert sorted(errors.message_ids) == sorted(sent)
 
     run_scenario(runtime, scenario)
     assert sorted(errors.message_ids) == sorted(sent)
@@ -151,6 +158,21 @@ def test_flush_waits_for_delivery_and_reports_failure(runtime: Runtime, collecto
         ) as down_client:
             down_client.call("track", "user", "Stuck")
             assert not await down_client.flush(0.3)
+
+    run_scenario(runtime, scenario)
+
+
+def test_flush_returns_after_on_error_has_run(runtime: Runtime, collector: Collector) -> None:
+    errors = ErrorLog(busy_for=0.2)
+    collector.set_faults(Faults(rate=1.0, seed=1, kinds=["400"]))
+
+    async def scenario(runtime: Runtime) -> None:
+        async with runtime.open(WRITE_KEY, host=collector.url, on_error=errors) as client:
+            rejected = client.call("track", "user", "Rejected")[1]["messageId"]
+            assert not await client.flush(10)
+            # As segment-analytics-python's flush (queue.join after on_error), so a caller
+            # can check its callback's work right after flush.
+            assert errors.message_ids == [rejected]
 
     run_scenario(runtime, scenario)
 
