@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from itertools import chain
@@ -43,6 +44,14 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+
+_clean_plain: Callable[[object], Any] | None
+try:
+    from ._speedups import NOT_PLAIN as _NOT_PLAIN
+    from ._speedups import clean_plain as _clean_plain
+except ImportError:  # built without a C compiler: the Python path gives the same results
+    _clean_plain = None
+    _NOT_PLAIN = object()
 
 __all__ = [
     "MAX_DEPTH",
@@ -105,6 +114,11 @@ def clean_dict(value: dict[Any, Any], path: str, warnings: list[str]) -> dict[st
     Returns:
         A new dict; entries that cannot be represented are left out.
     """
+    if _clean_plain is not None:
+        # The common case (plain JSON values, datetimes) in C; anything else the rules below decide.
+        plain: dict[str, Any] = _clean_plain(value)
+        if plain is not _NOT_PLAIN:
+            return plain
     out = _clean_dict(value, path, warnings, None, 0)
     return {} if out is _DROP else out
 

@@ -1,0 +1,9 @@
+"""The one thing pyproject.toml cannot say: the optional C speedup of the cleaner.
+
+``optional=True``: where it cannot be compiled, the install still succeeds and
+segment_core uses the pure-Python cleaner, which gives the same results.
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("segment_core._speedups", ["segment_core/_speedups.c"], optional=True)])
