@@ -25,6 +25,12 @@ One bad value only costs itself. Warnings are data (never logged here): short
 strings naming the path and the type, never the value. Containers nested deeper
 than :data:`MAX_DEPTH` and circular references are dropped with a warning.
 
+Speed: ``clean_dict`` first offers the dict to ``_speedups.clean_plain``, the
+common case in C (exact str/int/float/bool/None, str-keyed dicts, lists,
+tuples, sets, naive or UTC datetimes, dates). It returns exactly what the rules
+here would, or hands the whole value back to them; without a C compiler the
+package installs without it and gives the same results.
+
 Two problems only the encoder sees are left out of the hot path: ``str`` with
 lone surrogates (not UTF-8) and ints too long for ``int``/``str`` conversion.
 When encoding fails, the builder calls :func:`scrub` on the cleaned value, which
