@@ -180,7 +180,7 @@ clean_value(PyObject *value, int depth, Py_ssize_t *budget)
 }
 
 static PyObject *
-clean_plain(PyObject *module, PyObject *value)
+clean_plain(PyObject *Py_UNUSED(module), PyObject *value)
 {
     if (!PyDict_CheckExact(value)) {
         return not_plain();
