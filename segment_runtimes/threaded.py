@@ -254,6 +254,9 @@ class Client(RealTimeCalls):
             seq = self._engine.last_seq
             self._engine.flush(now=time.monotonic())
             self._work_ready.notify()
+            if threading.current_thread() in self._workers:
+                # Called from on_error: waiting would wait on ourselves. It goes with the next batch.
+                return True, message
             delivered = self._wait_settled(seq, seq, timeout=None)
         return delivered, message
 

@@ -76,6 +76,24 @@ def test_send_false_validates_and_starts_nothing() -> None:
     assert client.shutdown(1)
 
 
+def test_sync_mode_call_from_on_error_does_not_wait_on_its_own_worker(collector: Collector) -> None:
+    collector.set_faults(Faults(rate=1.0, seed=1, kinds=["400"]))
+    from_callback: list[tuple[bool, dict[str, Any]]] = []
+
+    def on_error(error: Exception, batch: list[dict[str, Any]]) -> None:
+        collector.set_faults(None)
+        from_callback.append(client.track("user", "From Callback"))
+
+    client = Client(WRITE_KEY, host=collector.url, sync_mode=True, on_error=on_error)
+    ok, _ = client.track("user", "Rejected")
+    assert not ok
+    [(queued, message)] = from_callback
+    assert queued
+    assert client.flush(10)
+    assert message["messageId"] in collector.message_ids()
+    assert client.shutdown(5)
+
+
 def test_sync_mode_returns_after_delivery_with_retries(collector: Collector) -> None:
     collector.set_faults(Faults(rate=1.0, seed=1, kinds=["503"]))
     client = Client(WRITE_KEY, host=collector.url, sync_mode=True, upload_interval=30)
