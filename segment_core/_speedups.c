@@ -35,6 +35,15 @@ not_plain(void)
     return Py_NewRef(NotPlain);
 }
 
+/* A value the cleaner keeps unchanged: exact str, int, bool, None, or a finite float. */
+static inline int
+kept_as_is(PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    return type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || value == Py_None
+           || (type == &PyFloat_Type && isfinite(PyFloat_AS_DOUBLE(value)));
+}
+
 /* datetime.isoformat() of a naive or UTC datetime; other zones are not plain. */
 static PyObject *
 format_datetime(PyObject *dt)
@@ -95,11 +104,7 @@ clean_dict(PyObject *dict, int depth, Py_ssize_t *budget)
             Py_DECREF(out);
             return not_plain();
         }
-        PyTypeObject *type = Py_TYPE(value);
-        if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || value == Py_None) {
-            continue;
-        }
-        if (type == &PyFloat_Type && isfinite(PyFloat_AS_DOUBLE(value))) {
+        if (kept_as_is(value)) {
             continue;
         }
         PyObject *cleaned = clean_value(value, depth + 1, budget);
@@ -135,11 +140,7 @@ clean_sequence(PyObject *seq, int depth, Py_ssize_t *budget)
     Py_ssize_t n = PyList_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *value = PyList_GET_ITEM(items, i);
-        PyTypeObject *type = Py_TYPE(value);
-        if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || value == Py_None) {
-            continue;
-        }
-        if (type == &PyFloat_Type && isfinite(PyFloat_AS_DOUBLE(value))) {
+        if (kept_as_is(value)) {
             continue;
         }
         PyObject *cleaned = clean_value(value, depth + 1, budget);
@@ -156,13 +157,13 @@ clean_sequence(PyObject *seq, int depth, Py_ssize_t *budget)
 static PyObject *
 clean_value(PyObject *value, int depth, Py_ssize_t *budget)
 {
-    PyTypeObject *type = Py_TYPE(value);
-    if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || value == Py_None) {
+    if (kept_as_is(value)) {
         return Py_NewRef(value);
     }
+    PyTypeObject *type = Py_TYPE(value);
     if (type == &PyFloat_Type) {
         /* NaN and infinities have no JSON form: null, as the Python cleaner does. */
-        return isfinite(PyFloat_AS_DOUBLE(value)) ? Py_NewRef(value) : Py_NewRef(Py_None);
+        return Py_NewRef(Py_None);
     }
     if (type == &PyDict_Type) {
         return clean_dict(value, depth, budget);
