@@ -1,0 +1,290 @@
+"""HTTP/1.1 on the wire for the worker's one kind of exchange, sans-IO: a request head, a response parser.
+
+The threaded worker sends a POST of bytes it has already built and reads a short
+reply, thousands of times a minute. A general HTTP client spends about a
+millisecond of Python per exchange on that (some 1,000 function calls: URL and
+header models, an event-based protocol machine, a pool, trace hooks), which is
+most of the worker's time per event and, through the GIL, lands on the callers'
+threads. Here a request head is one bytes template and a response is parsed in
+a handful of steps, so an exchange costs about a tenth of that.
+
+Nothing here touches a socket: :func:`request_head` returns bytes, and
+:class:`ResponseParser` is fed the bytes received and says when a response is
+complete. The runtime owns the socket (``_http.py``).
+
+The parser follows RFC 9112 for what a client must handle: interim 1xx
+responses are skipped; 204, 304 and replies to HEAD have no body;
+``Transfer-Encoding: chunked`` (trailers read and dropped) wins over
+``Content-Length``; otherwise the body runs to the close of the connection.
+It is strict where leniency would hide a broken server (obsolete line folding,
+conflicting lengths, a non-chunked transfer coding) and bounds everything it
+buffers. Its answers are checked against h11's on generated responses
+(tests/test_wire.py).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Final
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_HEAD_BYTES",
+    "HeaderValueError",
+    "ParsedResponse",
+    "ProtocolError",
+    "ResponseParser",
+    "request_head",
+]
+
+# h11's default limit for an incomplete head; a reply head is a few hundred bytes.
+MAX_HEAD_BYTES: Final = 64 * 1024
+# A reply body is a short JSON document (an error, a token); this bounds a broken server's.
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+
+_FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
+_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
+_LINE_END: Final = re.compile(rb"\r?\n")
+_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+
+
+class HeaderValueError(ValueError):
+    """A header name or value that cannot be sent (it would split the head). Never quotes the value."""
+
+
+class ProtocolError(Exception):
+    """The server sent something that is not a valid HTTP/1.1 response."""
+
+
+def request_head(
+    method: str, target: bytes, host: bytes, headers: Iterable[tuple[str, str]], body_length: int
+) -> bytes:
+    """The request line and headers, ending with the blank line: ``Host``, ``Content-Length``, then ``headers``.
+
+    Raises:
+        HeaderValueError: a name is not a token, or a value holds CR, LF or NUL.
+        UnicodeEncodeError: a name or value is not ASCII.
+    """
+    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method.encode("ascii"), target, host)]
+    if body_length or method in ("POST", "PUT", "PATCH"):
+        parts.append(b"Content-Length: %d\r\n" % body_length)
+    for name, value in headers:
+        raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
+        if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN_IN_VALUE.search(raw_value) is not None:
+            raise HeaderValueError(f"illegal value in request header {name!r}")  # the name only: values are secret
+        parts.append(b"%s: %s\r\n" % (raw_name, raw_value))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class ParsedResponse:
+    """One complete response. Header names are lower case; repeated headers are joined with ``", "``."""
+
+    __slots__ = ("body", "headers", "keep_alive", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        # Whether the connection may carry the next request.
+        self.keep_alive = keep_alive
+
+
+class ResponseParser:
+    """Parses the response to one request from the bytes fed to it.
+
+    Feed every chunk received with :meth:`feed` until it returns a
+    :class:`ParsedResponse`; if the connection ends first, call
+    :meth:`feed_eof`, which returns the response when its body runs to the
+    close, and raises otherwise. Bytes after the response are an error: the
+    worker never pipelines.
+
+    Args:
+        head_request: the request was a HEAD (its response has no body).
+
+    Raises:
+        ProtocolError: from either method, for a response that is malformed, too large or cut short.
+    """
+
+    def __init__(self, *, head_request: bool = False) -> None:
+        self._head_request = head_request
+        self._buffer = bytearray()
+        self._status = 0
+        self._headers: dict[str, str] = {}
+        self._keep_alive = False
+        # Body framing once the head is parsed: "length", "chunked" or "close"; "" while reading the head.
+        self._framing = ""
+        self._remaining = 0  # length: body bytes still due
+        self._body = bytearray()
+        self._chunk_state = "size"  # chunked: "size", "data", "data-end" or "trailers"
+
+    def feed(self, data: bytes) -> ParsedResponse | None:
+        """Take received bytes; the response once it is complete, else None."""
+        self._buffer += data
+        if not self._framing:
+            while not self._framing:  # interim (1xx) responses come before the final one
+                if not self._parse_head():
+                    return None
+        if self._framing == "length":
+            return self._take_length()
+        if self._framing == "chunked":
+            return self._take_chunks()
+        self._take_until_close()
+        return None
+
+    def feed_eof(self) -> ParsedResponse:
+        """The connection ended: the response, if its body runs to the close."""
+        if self._framing == "close":
+            return self._finish(keep_alive=False)
+        if not self._framing and not self._buffer:
+            raise ProtocolError("Server disconnected without sending a response.")
+        raise ProtocolError("Server disconnected mid-response.")
+
+    # --- head ----------------------------------------------------------------------------------
+
+    def _parse_head(self) -> bool:
+        end = _HEAD_END.search(self._buffer)
+        if end is None:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError("response head too long")
+            return False
+        if end.start() > MAX_HEAD_BYTES:
+            raise ProtocolError("response head too long")
+        head = bytes(self._buffer[: end.start()])
+        del self._buffer[: end.end()]
+        status_line, *lines = _LINE_END.split(head)
+        match = _STATUS_LINE.fullmatch(status_line)
+        if match is None:
+            raise ProtocolError("malformed status line")
+        http_11, status = match.group(1) == b"1", int(match.group(2))
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            if not colon or _TOKEN.fullmatch(name) is None:  # also refuses obsolete folding (a leading space)
+                raise ProtocolError("malformed header line")
+            key = name.decode("ascii").lower()
+            text = value.strip(b" \t").decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        if status < 200:
+            if status == 101:
+                raise ProtocolError("unexpected protocol switch")
+            return True  # an interim response: the final one follows; _framing stays ""
+        self._status, self._headers = status, headers
+        self._keep_alive = http_11 and "close" not in _tokens(headers.get("connection", ""))
+        self._framing = self._body_framing(status, headers)
+        return True
+
+    def _body_framing(self, status: int, headers: dict[str, str]) -> str:
+        if self._head_request or status in (204, 304):
+            self._remaining = 0
+            return "length"
+        if "transfer-encoding" in headers:
+            if _tokens(headers["transfer-encoding"])[-1:] != ["chunked"]:
+                raise ProtocolError("unsupported Transfer-Encoding")
+            # With a Content-Length too, the message was framed by someone who disagrees with
+            # itself: read it as chunked (RFC 9112 6.3), then do not trust the connection again.
+            self._keep_alive = self._keep_alive and "content-length" not in headers
+            return "chunked"
+        if "content-length" in headers:
+            lengths = {value.strip() for value in headers["content-length"].split(",")}
+            if len(lengths) != 1 or not (length := lengths.pop()).isdigit() or not length.isascii():
+                raise ProtocolError("invalid Content-Length")
+            self._remaining = int(length)
+            if self._remaining > MAX_BODY_BYTES:
+                raise ProtocolError("response body too large")
+            return "length"
+        self._keep_alive = False
+        return "close"
+
+    # --- body ----------------------------------------------------------------------------------
+
+    def _take_length(self) -> ParsedResponse | None:
+        if len(self._buffer) < self._remaining:
+            return None
+        if len(self._buffer) > self._remaining:
+            raise ProtocolError("data after the end of the response")
+        self._body, self._buffer = self._buffer, bytearray()
+        return self._finish(keep_alive=self._keep_alive)
+
+    def _take_until_close(self) -> None:
+        self._body += self._buffer
+        self._buffer.clear()
+        if len(self._body) > MAX_BODY_BYTES:
+            raise ProtocolError("response body too large")
+
+    def _take_chunks(self) -> ParsedResponse | None:
+        buffer = self._buffer
+        while True:
+            if self._chunk_state == "data":
+                taken = min(self._remaining, len(buffer))
+                self._body += buffer[:taken]
+                del buffer[:taken]
+                self._remaining -= taken
+                if self._remaining:
+                    return None
+                self._chunk_state = "data-end"
+                continue
+            line_end = _LINE_END.search(buffer)
+            if line_end is None:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise ProtocolError("chunk header too long")
+                return None
+            line = bytes(buffer[: line_end.start()])
+            del buffer[: line_end.end()]
+            if self._chunk_state == "data-end":
+                if line:
+                    raise ProtocolError("chunk data longer than its size")
+                self._chunk_state = "size"
+            elif self._chunk_state == "size":
+                match = _CHUNK_SIZE.fullmatch(line)
+                if match is None:
+                    raise ProtocolError("malformed chunk size")
+                self._remaining = int(match.group(1), 16)
+                if len(self._body) + self._remaining > MAX_BODY_BYTES:
+                    raise ProtocolError("response body too large")
+                self._chunk_state = "data" if self._remaining else "trailers"
+            elif line:  # a trailer field: read past, as nothing here uses one
+                if b":" not in line:
+                    raise ProtocolError("malformed trailer line")
+            else:
+                if buffer:
+                    raise ProtocolError("data after the end of the response")
+                return self._finish(keep_alive=self._keep_alive)
+
+    def _finish(self, *, keep_alive: bool) -> ParsedResponse:
+        body = _decoded(bytes(self._body), self._headers.get("content-encoding", ""))
+        return ParsedResponse(self._status, self._headers, body, keep_alive)
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def _decoded(body: bytes, content_encoding: str) -> bytes:
+    """``body`` decoded as httpx would (gzip, deflate); an unknown coding is left as sent.
+
+    Requests send no Accept-Encoding, so a coded reply is a server's own choice; it is bounded
+    like a plain one.
+    """
+    codings = _tokens(content_encoding)
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip"):
+            wbits = zlib.MAX_WBITS | 16
+        elif coding == "deflate":
+            wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS  # zlib-wrapped or raw
+        elif coding == "identity":
+            continue
+        else:
+            return body
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(body, MAX_BODY_BYTES)
+        except zlib.error:
+            raise ProtocolError(f"invalid {coding} response body") from None
+        if inflater.unconsumed_tail:
+            raise ProtocolError("response body too large")
+    return body
