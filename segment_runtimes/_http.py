@@ -49,13 +49,9 @@ starts no thread for an IP address host.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import select
-import socket
 import ssl
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -65,7 +61,8 @@ import httpx
 from segment_core import Request, Response, TransportFailure, TransportFailureKind
 
 from ._common import log
-from ._wire import HeaderValueError, ParsedResponse, ProtocolError, ResponseParser, request_head
+from ._connections import AsyncConnections, Destination, SyncConnections
+from ._wire import HeaderValueError
 
 __all__ = ["AsyncHTTP", "Proxies", "SyncHTTP", "select_proxy", "transport_failure"]
 
@@ -194,32 +191,26 @@ def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
 
 
 class _Route(Generic[_T]):
-    """A parsed URL, and the httpx transport it goes through (None: our own connection, no proxy)."""
+    """A parsed URL and how it is sent: through an httpx transport (a proxy), or directly on our own connections."""
 
-    __slots__ = ("address", "host", "target", "tls", "transport", "url")
+    __slots__ = ("direct", "host", "transport", "url")
 
     def __init__(self, url: httpx.URL, transport: _T | None) -> None:
         self.url = url
         self.host = url.netloc  # the Host header
-        self.target = url.raw_path  # path and query
-        self.tls = url.scheme == "https"
-        # Where a direct connection goes: the IDNA-encoded host, as connect() and SNI want it.
-        self.address = (url.raw_host.decode("ascii"), url.port or (443 if self.tls else 80))
         self.transport: _T | None = transport
+        self.direct = Destination(url) if transport is None else None
 
 
 class _Routes(Generic[_T]):
     """URL -> route, decided on first use; one transport (and pool) per proxy, sharing one TLS context.
 
-    With ``direct``, a URL reached without a proxy gets no transport: the caller sends it itself.
+    A URL reached without a proxy gets no transport: it goes on our own connections.
     """
 
-    def __init__(
-        self, make_transport: Callable[[ssl.SSLContext, str | None], _T], proxies: Proxies, *, direct: bool
-    ) -> None:
+    def __init__(self, make_transport: Callable[[ssl.SSLContext, str | None], _T], proxies: Proxies) -> None:
         self._make_transport: Callable[[ssl.SSLContext, str | None], _T] = make_transport
         self._proxies = proxies
-        self._direct = direct
         self._routes: dict[str, _Route[_T]] = {}
         self._transports: dict[str | None, _T] = {}
         self._ssl_context: ssl.SSLContext | None = None
@@ -245,7 +236,7 @@ class _Routes(Generic[_T]):
     def _new_route(self, url: str) -> _Route[_T]:
         parsed = httpx.URL(url)
         proxy = select_proxy(parsed, self._proxies)
-        if proxy is None and self._direct:
+        if proxy is None:
             if parsed.scheme not in ("http", "https"):
                 raise httpx.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
             return _Route(parsed, None)
@@ -263,155 +254,6 @@ class _Routes(Generic[_T]):
             self._transports.clear()
             self._routes.clear()
         return transports
-
-
-# Our own connections: one exchange at a time each, kept alive between requests ------------------
-
-# httpx's default keepalive_expiry: servers and load balancers close idle connections after 5-60 s,
-# and a request written into a connection the server is closing is lost with it.
-_KEEPALIVE_EXPIRY = 5.0
-_RECEIVE_BYTES = 64 * 1024
-
-
-def _is_readable(sock: socket.socket) -> bool:
-    """Whether an idle connection has something to read: the server closed it (or broke protocol)."""
-    if sock.fileno() < 0:
-        return True
-    if hasattr(select, "poll"):  # select.select cannot watch a descriptor above 1023
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([sock], [], [], 0)[0])
-
-
-class _Connection:
-    """One socket (TLS or plain) to one origin."""
-
-    __slots__ = ("idle_since", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.idle_since = 0.0
-
-    @classmethod
-    def open(cls, route: _Route[Any], timeout: float, ssl_context: Callable[[], ssl.SSLContext]) -> _Connection:
-        try:
-            sock = socket.create_connection(route.address, timeout=timeout)
-        except TimeoutError:
-            raise httpx.ConnectTimeout("timed out connecting") from None
-        except OSError as exc:
-            raise httpx.ConnectError(str(exc)) from None
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the last segment of a body goes at once
-            if route.tls:
-                sock = ssl_context().wrap_socket(sock, server_hostname=route.address[0])
-        except TimeoutError:
-            sock.close()
-            raise httpx.ConnectTimeout("timed out in the TLS handshake") from None
-        except OSError as exc:  # ssl.SSLError included: a certificate that does not verify
-            sock.close()
-            raise httpx.ConnectError(str(exc)) from None
-        return cls(sock)
-
-    def exchange(self, head: bytes, body: bytes, *, head_request: bool) -> ParsedResponse:
-        """Write one request and read its response (the socket's timeout bounds each write and read)."""
-        sock = self.sock
-        try:
-            if isinstance(sock, ssl.SSLSocket):
-                sock.sendall(head + body)  # one TLS record where it fits; SSLSocket has no sendmsg
-            else:
-                _send_both(sock, head, body)
-        except TimeoutError:
-            raise httpx.WriteTimeout("timed out writing the request") from None
-        except OSError as exc:
-            raise httpx.WriteError(str(exc)) from None
-        parser = ResponseParser(head_request=head_request)
-        try:
-            while True:
-                try:
-                    data = sock.recv(_RECEIVE_BYTES)
-                except TimeoutError:
-                    raise httpx.ReadTimeout("timed out reading the response") from None
-                except OSError as exc:
-                    raise httpx.ReadError(str(exc)) from None
-                if not data:
-                    return parser.feed_eof()
-                response = parser.feed(data)
-                if response is not None:
-                    return response
-        except ProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from None
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # nothing left to release
-            self.sock.close()
-
-
-def _send_both(sock: socket.socket, head: bytes, body: bytes) -> None:
-    """Write head and body in one system call where the kernel takes it all, without joining them."""
-    buffers = [memoryview(part) for part in (head, body) if part]
-    while buffers:
-        sent = sock.sendmsg(buffers)
-        while sent:
-            if sent >= len(buffers[0]):
-                sent -= len(buffers.pop(0))
-            else:
-                buffers[0] = buffers[0][sent:]
-                sent = 0
-
-
-class _Connections:
-    """Idle keep-alive connections by origin, shared by the worker threads; each exchange takes one."""
-
-    def __init__(self, timeout: float, ssl_context: Callable[[], ssl.SSLContext]) -> None:
-        self._timeout = timeout
-        self._ssl_context = ssl_context
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def exchange(self, route: _Route[Any], request: Request) -> ParsedResponse:
-        head = request_head(request.method, route.target, route.host, request.headers, len(request.body))
-        connection = self._idle_connection(route) or _Connection.open(route, self._timeout, self._ssl_context)
-        try:
-            response = connection.exchange(head, request.body, head_request=request.method == "HEAD")
-        except BaseException:
-            connection.close()
-            raise
-        if response.keep_alive:
-            self._keep(route, connection)
-        else:
-            connection.close()
-        return response
-
-    def _idle_connection(self, route: _Route[Any]) -> _Connection | None:
-        key = (*route.address, route.tls)
-        while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                if not idle:
-                    return None
-                connection = idle.pop()  # the most recently used: the likeliest to be alive
-            if time.monotonic() - connection.idle_since < _KEEPALIVE_EXPIRY and not _is_readable(connection.sock):
-                return connection
-            connection.close()
-
-    def _keep(self, route: _Route[Any], connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
-        with self._lock:
-            if not self._closed:
-                self._idle.setdefault((*route.address, route.tls), []).append(connection)
-                return
-        connection.close()
-
-    def close(self) -> None:
-        """Close the idle connections; one in use is closed when its exchange ends."""
-        with self._lock:
-            self._closed = True
-            idle = [connection for connections in self._idle.values() for connection in connections]
-            self._idle.clear()
-        for connection in idle:
-            connection.close()
 
 
 def _timeout_extensions(timeout: float) -> dict[str, Any]:
@@ -443,6 +285,8 @@ def _answered(request: Request, status: int, headers: dict[str, str], body: byte
 
 
 def _failed(request: Request, exc: Exception) -> TransportFailure:
+    if isinstance(exc, HeaderValueError):  # refused before anything was sent
+        exc = httpx.LocalProtocolError(str(exc))
     failure = transport_failure(exc, _secrets(request))
     log.debug("%s %s failed: %s", request.purpose.value, request.url, failure.kind.value)
     return failure
@@ -468,8 +312,8 @@ class SyncHTTP:
     """
 
     def __init__(self, *, timeout: float, proxies: Proxies = None) -> None:
-        self._routes: _Routes[httpx.HTTPTransport] = _Routes(_sync_transport, proxies, direct=True)
-        self._connections = _Connections(timeout, self._routes.ssl_context)
+        self._routes: _Routes[httpx.HTTPTransport] = _Routes(_sync_transport, proxies)
+        self._connections = SyncConnections(timeout, self._routes.ssl_context)
         self._extensions = _timeout_extensions(timeout)
 
     def perform(self, request: Request) -> Response | TransportFailure:
@@ -477,15 +321,14 @@ class SyncHTTP:
         try:
             route = self._routes.get(request.url)
             if route.transport is None:
-                parsed = self._connections.exchange(route, request)
+                assert route.direct is not None  # a route has one or the other
+                parsed = self._connections.exchange(route.direct, request)
                 return _answered(request, parsed.status, parsed.headers, parsed.body)
             response = route.transport.handle_request(_httpx_request(request, route, self._extensions))
             try:
                 body = response.read()
             finally:
                 response.close()
-        except HeaderValueError:
-            return _failed(request, httpx.LocalProtocolError("illegal request header value"))
         except Exception as exc:  # the engine must hear of every request, whatever went wrong
             return _failed(request, exc)
         # Headers.items() gives lower-case names, repeated headers joined with ", ".
@@ -507,16 +350,19 @@ class AsyncHTTP:
     """
 
     def __init__(self, *, timeout: float, proxies: Proxies = None) -> None:
-        self._routes: _Routes[httpx.AsyncHTTPTransport] = _Routes(_async_transport, proxies, direct=False)
+        self._routes: _Routes[httpx.AsyncHTTPTransport] = _Routes(_async_transport, proxies)
+        self._connections = AsyncConnections(timeout, self._routes.ssl_context)
         self._extensions = _timeout_extensions(timeout)
 
     async def perform(self, request: Request) -> Response | TransportFailure:
         """Send ``request`` and read the whole response; never raises an Exception (cancellation passes)."""
         try:
             route = self._routes.get(request.url)
-            transport = route.transport
-            assert transport is not None  # direct=False: every route has one
-            response = await transport.handle_async_request(_httpx_request(request, route, self._extensions))
+            if route.transport is None:
+                assert route.direct is not None  # a route has one or the other
+                parsed = await self._connections.exchange(route.direct, request)
+                return _answered(request, parsed.status, parsed.headers, parsed.body)
+            response = await route.transport.handle_async_request(_httpx_request(request, route, self._extensions))
             try:
                 body = await response.aread()
             finally:
@@ -526,6 +372,7 @@ class AsyncHTTP:
         return _answered(request, response.status_code, dict(response.headers.items()), body)
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
+        """Close every idle connection (one in use closes when its request ends)."""
+        await self._connections.aclose()
         for transport in self._routes.take_transports():
             await transport.aclose()
