@@ -75,7 +75,7 @@ class BuiltMessage(msgspec.Struct, frozen=True, kw_only=True):
     dropped: tuple[str, ...]
 
 
-def message_id_from_bits(bits: int) -> str:
+def _message_id_from_bits(bits: int) -> str:
     """Format 128 random bits as a UUID4 string (``str(uuid.UUID(int=bits, version=4))``, faster).
 
     Args:
@@ -87,6 +87,24 @@ def message_id_from_bits(bits: int) -> str:
     h = ((bits & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
+
+# The common track call and the messageId format in C when the extension is there (see
+# _speedups.c): the same message and bytes, or NOT_PLAIN to leave the call to build_message.
+NOT_PLAIN: object
+build_plain_track: Callable[..., object] | None
+message_id_from_bits: Callable[[int], str]
+try:
+    from ._speedups import NOT_PLAIN as _NOT_PLAIN
+    from ._speedups import build_track as build_plain_track
+    from ._speedups import configure as _configure_speedups
+    from ._speedups import uuid4_text as message_id_from_bits
+except ImportError:  # built without a C compiler: the Python code does every call
+    build_plain_track = None
+    NOT_PLAIN = object()
+    message_id_from_bits = _message_id_from_bits
+else:
+    NOT_PLAIN = _NOT_PLAIN
+    _configure_speedups(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES)
 
 # ".000+00:00" ... ".999+00:00": a lookup is cheaper than formatting the milliseconds.
 _MS_SUFFIXES = tuple(f".{ms:03d}+00:00" for ms in range(1000))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._build import BuiltMessage, build_message
+from ._build import NOT_PLAIN, BuiltMessage, build_message, build_plain_track, format_timestamp
 
 __all__ = ["CallMethods"]
 
@@ -73,6 +73,23 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        if build_plain_track is not None and timestamp is None:
+            # The call services make most, in C when its arguments are plain (see _speedups.c);
+            # anything else, and every error, is build_message's.
+            built = build_plain_track(
+                user_id,
+                event,
+                properties,
+                context,
+                anonymous_id,
+                integrations,
+                message_id,
+                format_timestamp(self._wall()),
+                self._new_message_id,
+            )
+            if built is not NOT_PLAIN:
+                assert isinstance(built, BuiltMessage)
+                return self._submit(built)
         return self._submit(
             build_message(
                 "track",

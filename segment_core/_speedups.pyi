@@ -3,3 +3,19 @@ from typing import Any
 NOT_PLAIN: object
 
 def clean_plain(value: object, /) -> Any: ...
+def build_track(
+    user_id: object,
+    event: object,
+    properties: object,
+    context: object,
+    anonymous_id: object,
+    integrations: object,
+    message_id: object,
+    timestamp: str,
+    new_message_id: Any,
+    /,
+) -> object: ...
+def configure(
+    encoder: Any, built_type: type, library_name: str, library_version: str, max_message_bytes: int, /
+) -> None: ...
+def uuid4_text(bits: int, /) -> str: ...

@@ -1,26 +1,33 @@
-"""The cleaner's C fast path (segment_core/_speedups.c) against its Python rules.
+"""The C fast paths (segment_core/_speedups.c) against the Python rules they stand in for.
 
 ``clean_plain`` either gives up (NOT_PLAIN) or returns exactly what the Python
 cleaner returns, with no warnings: a copy that never aliases the caller's
 containers. The Python cleaner is called through ``_clean_dict`` here, which
 never takes the fast path, so the two really are compared.
+
+``build_track`` either gives up or returns exactly what ``build_message("track", ...)``
+returns, bytes included; ``uuid4_text`` is ``str(uuid.UUID(int=..., version=4))``.
 """
 
 from __future__ import annotations
 
 import copy
 import enum
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segment_core import _clean
-from segment_core._speedups import NOT_PLAIN, clean_plain
+from segment_core import MessageTooLarge, ValidationError, _calls, _clean
+from segment_core._build import BuiltMessage, _message_id_from_bits, build_message, format_timestamp
+from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, uuid4_text
+from segment_runtimes.threaded import Client
 
 UTC = timezone.utc
 
@@ -164,3 +171,120 @@ def test_dates_and_datetimes_are_written_as_isoformat_writes_them() -> None:
         "date": date(33, 2, 3),
     }
     assert clean_plain(values) == {key: value.isoformat() for key, value in values.items()}
+
+
+# --- messageIds -----------------------------------------------------------------------------------
+
+
+@given(st.integers())
+def test_uuid4_text_is_the_uuid_module_s_text(bits: int) -> None:
+    expected = str(uuid.UUID(int=bits & (2**128 - 1), version=4))
+    assert uuid4_text(bits) == expected == _message_id_from_bits(bits)
+
+
+# --- the track call ----------------------------------------------------------------------------------
+
+WALL = 1_795_000_000.123
+ids = st.one_of(
+    st.none(), st.text(max_size=5), st.integers(-5, 5), st.uuids(), st.booleans(), st.builds(Text, st.text())
+)
+dict_arguments = st.one_of(st.none(), plain_dicts, st.dictionaries(st.text(max_size=4), mixed_values, max_size=3))
+
+
+def fast_track(**arguments: Any) -> object:
+    return build_track(
+        arguments.get("user_id"),
+        arguments.get("event"),
+        arguments.get("properties"),
+        arguments.get("context"),
+        arguments.get("anonymous_id"),
+        arguments.get("integrations"),
+        arguments.get("message_id"),
+        format_timestamp(WALL),
+        lambda: "generated-id",
+    )
+
+
+def python_track(**arguments: Any) -> BuiltMessage:
+    return build_message("track", wall=WALL, new_message_id=lambda: "generated-id", **arguments)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "user_id": ids,
+            "anonymous_id": ids,
+            "event": st.one_of(st.text(max_size=6), st.none(), st.integers(), st.builds(Text, st.text())),
+            "properties": dict_arguments,
+            "context": dict_arguments,
+            "integrations": dict_arguments,
+            "message_id": ids,
+        },
+    )
+)
+def test_build_track_is_build_message_or_hands_over(arguments: dict[str, Any]) -> None:
+    before = copy.deepcopy(arguments)
+    fast = fast_track(**arguments)
+    try:
+        expected = python_track(**arguments)
+    except (ValidationError, MessageTooLarge):
+        assert fast is NOT_PLAIN, "every error is build_message's to raise"
+        return
+    if fast is NOT_PLAIN:
+        return
+    assert isinstance(fast, BuiltMessage)
+    assert fast.data == expected.data, "byte for byte the same JSON"
+    assert same(fast.message, expected.message)
+    assert fast.dropped == expected.dropped == ()
+    assert same(arguments, before), "the caller's arguments are never changed"
+
+
+def test_plain_track_calls_take_the_fast_path() -> None:
+    arguments: dict[str, Any] = {
+        "user_id": "user-1",
+        "event": "Order Completed",
+        "properties": {"revenue": 12.5, "when": datetime(2026, 1, 2, tzinfo=UTC), "tags": ("a", "b")},
+        "context": {"ip": "203.0.113.9", "library": "replaced"},
+    }
+    for extra in ({}, {"anonymous_id": "anon"}, {"message_id": "given"}, {"integrations": {"All": False}}):
+        fast = fast_track(**arguments, **extra)
+        assert isinstance(fast, BuiltMessage), extra
+        assert fast == python_track(**arguments, **extra)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"user_id": 42, "event": "e"},  # numbers and UUIDs are stringified by the Python rules
+        {"user_id": "", "anonymous_id": "a", "event": "e"},  # an empty id counts as missing
+        {"user_id": "u", "event": "e", "message_id": ""},
+        {"user_id": "u", "event": Text("e")},
+        {"user_id": "u", "event": "e", "properties": {"d": Decimal("1.5")}},
+        {"user_id": "u", "event": "e", "properties": {"bad": "\ud800"}},  # scrubbed, with a warning
+        {"user_id": "u", "event": "e", "properties": {"big": "x" * 40_000}},  # MessageTooLarge
+        {"user_id": "u", "event": None},  # ValidationError
+        {"event": "e"},  # ValidationError
+    ],
+)
+def test_what_build_track_hands_over(arguments: dict[str, Any]) -> None:
+    assert fast_track(**arguments) is NOT_PLAIN
+
+
+def test_clients_use_the_fast_path_and_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = Client("write-key", send=False)
+    built: list[str] = []
+    original = build_message
+
+    def recording(kind: str, **arguments: Any) -> BuiltMessage:
+        built.append(kind)
+        return original(kind, **arguments)
+
+    monkeypatch.setattr(_calls, "build_message", recording)
+    ok, msg = client.track("user-1", "Plain", {"n": 1})
+    assert ok
+    assert built == []
+    ok, msg = client.track("user-1", "Timed", {"n": 1}, timestamp=datetime(2026, 1, 2, tzinfo=UTC))
+    assert ok
+    assert built == ["track"]
+    assert msg["timestamp"] == "2026-01-02T00:00:00.000+00:00"
