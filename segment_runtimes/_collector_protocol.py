@@ -276,9 +276,13 @@ def bearer_token(authorization: str) -> str | None:
 # --- messages ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedMessage:
-    """A message that passed validation, ready to store (``raw_json`` as it arrived, minus any writeKey)."""
+class AcceptedMessage(msgspec.Struct, frozen=True):
+    """A message that passed validation, ready to store (``raw_json`` as it arrived, minus any writeKey).
+
+    A Struct, not a frozen dataclass: one is made per message received, and a Struct is made
+    several times faster, which the collector's events/s ceiling (and every figure measured
+    against it) feels.
+    """
 
     message_id: str
     type: str

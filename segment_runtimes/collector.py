@@ -430,13 +430,13 @@ class Collector:
             return Drop() if fault == "lose_reply" else reply
         store = self._started_store()
         try:
-            stored = store.insert(messages)
+            stored = store.insert(messages, rows=self._on_message is not None)
         except sqlite3.Error:
             log.exception("collector: could not store a batch; replying 500")
             return self._rejected_reply(RequestRejected(500, "storage_error", "could not store the batch"))
         with self._lock:
             self._batches += 1
-        log.debug("collector: %s %s stored %d messages", request.method, request.path, len(stored))
+        log.debug("collector: %s %s stored %d messages", request.method, request.path, len(messages))
         if self._on_message is not None:
             for message in stored:
                 try:
