@@ -1,8 +1,8 @@
 """The part of the asyncio and trio runtimes that does not depend on the event loop.
 
 Both run one worker task that polls the engine and one task per request it
-asks for; requests go through ``_http.AsyncHTTP`` (httpx's async transport),
-which runs on asyncio and on trio alike. What differs (events, waiting with a timeout, spawning tasks) is
+asks for; requests go through ``_http.AsyncHTTP``, which runs on asyncio and on
+trio alike. What differs (events, waiting with a timeout, spawning tasks) is
 left to the subclass: ``_wake_worker``, ``_ensure_worker`` and ``_resolve``.
 Everything here runs on the event loop's thread, so no lock is needed.
 """

@@ -1,30 +1,29 @@
-"""Performing the core's requests over HTTP: a lean HTTP/1.1 path, and httpx's transports.
+"""Performing the core's requests over HTTP: our own HTTP/1.1 connections, and httpx's transports for proxies.
 
 The worker sends one kind of request, again and again: a POST of bytes it has
 already built, with a handful of headers, to one or two URLs, never following a
-redirect, never sending a cookie. ``httpx.Client`` costs most of the worker's
-time per batch doing things this never needs: merging URLs, headers, cookies
-and params, auth and redirect generators, event hooks, cookie extraction, and
-parsing the same URL again on every request.
+redirect, never sending a cookie. A general client spends about a millisecond
+of Python per batch on what this never needs (URL, header and cookie models,
+auth and redirect machinery, an event-based protocol state machine, trace
+hooks). That was most of the worker's time per event, and the worker shares
+the caller's thread (asyncio, trio) or its GIL (threads).
 
-:class:`SyncHTTP` (the threaded runtime) goes further: a request to an origin
-reached without a proxy is written on its own keep-alive socket, its head built
-by :func:`._wire.request_head` and its reply read by :class:`._wire.ResponseParser`.
-That is about 0.1 ms of CPU per batch where httpx's transport takes about 1 ms,
-and the worker shares the GIL with the threads calling ``track``. It keeps what
-matters from httpx's transport:
+So :class:`SyncHTTP` and :class:`AsyncHTTP` send a request to an origin reached
+without a proxy on our own keep-alive connections (``_connections.py``): the
+head written by :func:`._wire.request_head`, the reply read by
+:class:`._wire.ResponseParser`, about 0.1-0.2 ms of CPU per batch. What httpx
+gave is kept:
 
 - TLS verification, on, with httpx's default CA bundle (``SSL_CERT_FILE`` and
   ``SSL_CERT_DIR`` honoured, as ``httpx.Client`` does), SNI and host name checks;
-- keep-alive, with an idle connection dropped after 5 s (httpx's default) or
-  as soon as the server has closed it;
+- keep-alive, an idle connection dropped after 5 s (httpx's default) or as soon
+  as the server has closed it;
 - timeouts for connecting, each write and each read;
-- httpx's exception classes, so one function maps every failure.
+- httpx's exception classes, so :func:`transport_failure` maps every failure;
+- under asyncio and trio, no thread for an IP address host.
 
 Requests through a proxy (``proxy=``, http, https and socks5 with
-``httpx[socks]``) go to ``httpx.HTTPTransport``, as every request of
-:class:`AsyncHTTP` does (``httpx.AsyncHTTPTransport``, whose keep-alive pool,
-timeouts and TLS are those above).
+``httpx[socks]``) go to ``httpx.HTTPTransport`` / ``httpx.AsyncHTTPTransport``.
 
 Each URL is parsed once and remembered with the way it is sent: the engine only
 ever asks for its batch URL and, with OAuth, its token URL. Requests carry
@@ -42,9 +41,6 @@ Proxies: ``proxies`` is a URL for every request, or a requests-style mapping
 :func:`transport_failure` is the one place an exception from a request becomes
 the core's :class:`TransportFailure`; the Authorization value never reaches its
 text.
-
-The async variant runs on asyncio and trio alike (httpcore's anyio backend) and
-starts no thread for an IP address host.
 """
 
 from __future__ import annotations
@@ -229,9 +225,14 @@ class _Routes(Generic[_T]):
     def ssl_context(self) -> ssl.SSLContext:
         """Verification on, with the CA bundle httpx.Client would use; made once (loading it takes ms)."""
         with self._lock:
-            if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context(verify=True, trust_env=True)
-            return self._ssl_context
+            return self._shared_ssl_context()
+
+    def _shared_ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            context = httpx.create_ssl_context(verify=True, trust_env=True)
+            context.set_alpn_protocols(["http/1.1"])  # our connections speak HTTP/1.1 only
+            self._ssl_context = context
+        return self._ssl_context
 
     def _new_route(self, url: str) -> _Route[_T]:
         parsed = httpx.URL(url)
@@ -241,10 +242,8 @@ class _Routes(Generic[_T]):
                 raise httpx.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
             return _Route(parsed, None)
         transport = self._transports.get(proxy)
-        if transport is None:
-            if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context(verify=True, trust_env=True)
-            transport = self._transports[proxy] = self._make_transport(self._ssl_context, proxy)
+        if transport is None:  # called with the lock held
+            transport = self._transports[proxy] = self._make_transport(self._shared_ssl_context(), proxy)
         return _Route(parsed, transport)
 
     def take_transports(self) -> list[_T]:

@@ -3,7 +3,7 @@
 Calls (track, identify, ...) are plain methods that never block or await: they
 build the message and hand it to the engine. One worker task, started on first
 use inside a running loop, polls the engine and starts one task per request
-(``_http.AsyncHTTP``: httpx's async transport). Lifecycle is awaitable::
+(``_http.AsyncHTTP``, on asyncio streams). Lifecycle is awaitable::
 
     async with AsyncClient("WRITE_KEY") as analytics:
         analytics.track("user-1", "Signed Up")

@@ -9,7 +9,7 @@ Switch by changing one import::
 How it works: a call builds and encodes its message in the caller's thread,
 then takes one lock just long enough to hand the bytes to the engine. Worker
 threads (``thread`` of them, started on first use) loop: poll the engine, take
-a request it asks for, perform it with httpx outside the lock, feed the outcome
+a request it asks for, perform it (``_http.SyncHTTP``) outside the lock, feed the outcome
 back, and sleep on a condition until the engine's next deadline or a wake-up
 (a full batch, flush, shutdown). ``on_error`` runs in a worker, outside the lock.
 

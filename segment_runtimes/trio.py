@@ -1,8 +1,8 @@
 """The trio runtime: ``open_client()`` and ``TrioClient``.
 
-HTTP goes through httpx's async transport (``_http.AsyncHTTP``), which runs on
-trio as on asyncio: keep-alive, timeouts, TLS verification and proxies are the
-same as the other runtimes', from the same code. The worker runs in a nursery::
+HTTP goes through ``_http.AsyncHTTP``, on trio streams here and asyncio streams
+there: keep-alive, timeouts, TLS verification and proxies are the same as the
+other runtimes', from the same code. The worker runs in a nursery::
 
     async with open_client("WRITE_KEY") as analytics:
         analytics.track("user-1", "Signed Up")
