@@ -88,24 +88,6 @@ def _message_id_from_bits(bits: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# The common track call and the messageId format in C when the extension is there (see
-# _speedups.c): the same message and bytes, or NOT_PLAIN to leave the call to build_message.
-NOT_PLAIN: object
-build_plain_track: Callable[..., object] | None
-message_id_from_bits: Callable[[int], str]
-try:
-    from ._speedups import NOT_PLAIN as _NOT_PLAIN
-    from ._speedups import build_track as build_plain_track
-    from ._speedups import configure as _configure_speedups
-    from ._speedups import uuid4_text as message_id_from_bits
-except ImportError:  # built without a C compiler: the Python code does every call
-    build_plain_track = None
-    NOT_PLAIN = object()
-    message_id_from_bits = _message_id_from_bits
-else:
-    NOT_PLAIN = _NOT_PLAIN
-    _configure_speedups(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES)
-
 # ".000+00:00" ... ".999+00:00": a lookup is cheaper than formatting the milliseconds.
 _MS_SUFFIXES = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 # The last second formatted and its text: calls come many to a second, in order.
@@ -113,7 +95,7 @@ _MS_SUFFIXES = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 _last_second: list[tuple[int, str]] = [(0, "1970-01-01T00:00:00")]
 
 
-def format_timestamp(wall: float) -> str:
+def _format_timestamp(wall: float) -> str:
     """Format a wall-clock time as ISO-8601 UTC with milliseconds: ``2026-11-23T13:08:42.123+00:00``.
 
     The same text as ``datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds")``
@@ -141,6 +123,28 @@ def format_timestamp(wall: float) -> str:
         cached = (second, (_EPOCH + timedelta(seconds=second)).isoformat())
         _last_second[0] = cached
     return cached[1] + _MS_SUFFIXES[ms]
+
+
+# The common track call, the messageId text and the timestamp in C when the extension is
+# there (see _speedups.c): the same results, or NOT_PLAIN to leave the call to build_message.
+NOT_PLAIN: object
+build_plain_track: Callable[..., object] | None
+message_id_from_bits: Callable[[int], str]
+format_timestamp: Callable[[float], str]
+try:
+    from ._speedups import NOT_PLAIN as _NOT_PLAIN
+    from ._speedups import build_track as build_plain_track
+    from ._speedups import configure as _configure_speedups
+    from ._speedups import timestamp_text as format_timestamp
+    from ._speedups import uuid4_text as message_id_from_bits
+except ImportError:  # built without a C compiler: the Python code does every call
+    build_plain_track = None
+    NOT_PLAIN = object()
+    message_id_from_bits = _message_id_from_bits
+    format_timestamp = _format_timestamp
+else:
+    NOT_PLAIN = _NOT_PLAIN
+    _configure_speedups(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp)
 
 
 def _format_datetime(dt: datetime, wall: float) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._build import NOT_PLAIN, BuiltMessage, build_message, build_plain_track, format_timestamp
+from ._build import NOT_PLAIN, BuiltMessage, build_message, build_plain_track
 
 __all__ = ["CallMethods"]
 
@@ -84,7 +84,7 @@ class CallMethods:
                 anonymous_id,
                 integrations,
                 message_id,
-                format_timestamp(self._wall()),
+                self._wall(),
                 self._new_message_id,
             )
             if built is not NOT_PLAIN:

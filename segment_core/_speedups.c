@@ -46,6 +46,9 @@ static Py_ssize_t MaxMessageBytes;
 static PyObject *BuiltKwnames; /* ("message", "data", "dropped") */
 static PyObject *EmptyTuple;
 static PyObject *SixtyFour;
+static PyObject *PythonTimestamp;       /* _build._format_timestamp: the rules, and every hard case */
+static long long CachedSecond;
+static PyObject *CachedSecondText;      /* "2026-11-23T13:08:42" for CachedSecond */
 /* Keys of the message and library dicts, made once: a key made from a C string on every call
  * would be allocated, decoded and hashed again each time. */
 static PyObject *KeyType, *KeyEvent, *KeyProperties, *KeyMessageId, *KeyTimestamp, *KeyUserId;
@@ -262,6 +265,61 @@ library_dict(void)
     return library;
 }
 
+/* _build._format_timestamp(wall) for a finite wall within years 1-9999: calls come many to a second,
+ * so the second's text is kept and only the milliseconds are written. The rounding is Python's:
+ * microseconds rounded half to even (nearbyint), then truncated to milliseconds. Anything else,
+ * and each new second, goes to the Python function. */
+static PyObject *
+timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
+{
+    if (PythonTimestamp == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "timestamp_text: configure() was not called");
+        return NULL;
+    }
+    double wall = PyFloat_AsDouble(wall_object);
+    if (wall == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    /* 0001-01-01 and 9999-12-31T23:59:59 in epoch seconds: outside them Python raises. */
+    if (!(wall >= -62135596800.0 && wall < 253402300799.0)) {
+        return PyObject_CallOneArg(PythonTimestamp, wall_object);
+    }
+    double second_floor = floor(wall);
+    long long second = (long long)second_floor;
+    long long us = (long long)nearbyint((wall - second_floor) * 1e6);
+    if (us >= 1000000) {
+        second += 1;
+        us -= 1000000;
+    }
+    if (CachedSecondText == NULL || second != CachedSecond) {
+        PyObject *text = PyObject_CallOneArg(PythonTimestamp, wall_object);
+        if (text == NULL) {
+            return NULL;
+        }
+        /* Its last 10 characters are ".mmm+00:00": the rest is the second's. */
+        PyObject *prefix = PyUnicode_Substring(text, 0, PyUnicode_GET_LENGTH(text) - 10);
+        if (prefix == NULL) {
+            Py_DECREF(text);
+            return NULL;
+        }
+        Py_XSETREF(CachedSecondText, prefix);
+        CachedSecond = second;
+        return text;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(CachedSecondText);
+    PyObject *text = PyUnicode_New(length + 10, 127);
+    if (text == NULL) {
+        return NULL;
+    }
+    char *out = (char *)PyUnicode_1BYTE_DATA(text);
+    memcpy(out, PyUnicode_1BYTE_DATA(CachedSecondText), (size_t)length);
+    out += length;
+    *out++ = '.';
+    put_digits(out + 3, (int)(us / 1000), 3);
+    memcpy(out + 3, "+00:00", 6);
+    return text;
+}
+
 static PyObject *
 build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -275,15 +333,19 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     }
     PyObject *user_id = args[0], *event = args[1], *properties = args[2], *context = args[3];
     PyObject *anonymous_id = args[4], *integrations = args[5], *message_id = args[6];
-    PyObject *timestamp = args[7], *new_message_id = args[8];
+    PyObject *wall = args[7], *new_message_id = args[8];
     int has_user = user_id != Py_None, has_anonymous = anonymous_id != Py_None;
     if ((has_user && !plain_id(user_id)) || (has_anonymous && !plain_id(anonymous_id))
-        || !(has_user || has_anonymous) || !PyUnicode_CheckExact(event) || !PyUnicode_CheckExact(timestamp)
+        || !(has_user || has_anonymous) || !PyUnicode_CheckExact(event)
         || (message_id != Py_None && !plain_id(message_id))) {
         return not_plain();
     }
     PyObject *msg = NULL, *props = NULL, *ctx = NULL, *integ = NULL, *id = NULL, *encoded = NULL, *data = NULL;
     PyObject *result = NULL;
+    PyObject *timestamp = timestamp_text(NULL, wall);
+    if (timestamp == NULL) {
+        return NULL;
+    }
     props = plain_dict_argument(properties);
     if (props == NULL || props == NotPlain) {
         result = props;
@@ -340,6 +402,7 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     PyObject *values[3] = {msg, data, EmptyTuple};
     result = PyObject_Vectorcall(BuiltType, values, 0, BuiltKwnames);
 done:
+    Py_DECREF(timestamp);
     Py_XDECREF(id);
     Py_XDECREF(msg);
     Py_XDECREF(props);
@@ -391,11 +454,13 @@ uuid4_text(PyObject *Py_UNUSED(module), PyObject *bits)
 static PyObject *
 configure(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *encoder, *built_type, *name, *version;
+    PyObject *encoder, *built_type, *name, *version, *python_timestamp;
     Py_ssize_t max_bytes;
-    if (!PyArg_ParseTuple(args, "OOUUn:configure", &encoder, &built_type, &name, &version, &max_bytes)) {
+    if (!PyArg_ParseTuple(args, "OOUUnO:configure", &encoder, &built_type, &name, &version, &max_bytes,
+                          &python_timestamp)) {
         return NULL;
     }
+    Py_XSETREF(PythonTimestamp, Py_NewRef(python_timestamp));
     PyObject *encode = PyObject_GetAttrString(encoder, "encode");
     if (encode == NULL) {
         return NULL;
@@ -413,15 +478,18 @@ static PyMethodDef speedups_methods[] = {
      "clean_plain(value)\n--\n\n"
      "A cleaned copy of a dict of plain JSON values, or NOT_PLAIN if it holds anything else."},
     {"build_track", (PyCFunction)(void (*)(void))build_track, METH_FASTCALL,
-     "build_track(user_id, event, properties, context, anonymous_id, integrations, message_id, timestamp, "
+     "build_track(user_id, event, properties, context, anonymous_id, integrations, message_id, wall, "
      "new_message_id)\n--\n\n"
      "build_message(\"track\", ...) for plain arguments, or NOT_PLAIN."},
     {"uuid4_text", uuid4_text, METH_O,
      "uuid4_text(bits)\n--\n\n"
      "str(uuid.UUID(int=bits & (2**128 - 1), version=4)), for random bits."},
+    {"timestamp_text", timestamp_text, METH_O,
+     "timestamp_text(wall)\n--\n\n"
+     "_build._format_timestamp(wall): ISO-8601 UTC with milliseconds."},
     {"configure", configure, METH_VARARGS,
-     "configure(encoder, built_type, library_name, library_version, max_message_bytes)\n--\n\n"
-     "What build_track needs from _build.py."},
+     "configure(encoder, built_type, library_name, library_version, max_message_bytes, python_timestamp)\n--\n\n"
+     "What build_track and timestamp_text need from _build.py."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,11 +11,18 @@ def build_track(
     anonymous_id: object,
     integrations: object,
     message_id: object,
-    timestamp: str,
+    wall: float,
     new_message_id: Any,
     /,
 ) -> object: ...
 def configure(
-    encoder: Any, built_type: type, library_name: str, library_version: str, max_message_bytes: int, /
+    encoder: Any,
+    built_type: type,
+    library_name: str,
+    library_version: str,
+    max_message_bytes: int,
+    python_timestamp: Any,
+    /,
 ) -> None: ...
+def timestamp_text(wall: float, /) -> str: ...
 def uuid4_text(bits: int, /) -> str: ...

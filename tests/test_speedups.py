@@ -25,8 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segment_core import MessageTooLarge, ValidationError, _calls, _clean
-from segment_core._build import BuiltMessage, _message_id_from_bits, build_message, format_timestamp
-from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, uuid4_text
+from segment_core._build import BuiltMessage, _format_timestamp, _message_id_from_bits, build_message
+from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, timestamp_text, uuid4_text
 from segment_runtimes.threaded import Client
 
 UTC = timezone.utc
@@ -182,6 +182,41 @@ def test_uuid4_text_is_the_uuid_module_s_text(bits: int) -> None:
     assert uuid4_text(bits) == expected == _message_id_from_bits(bits)
 
 
+# --- timestamps -----------------------------------------------------------------------------------
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-62135596800.0, max_value=253402300799.0))
+def test_timestamp_text_is_the_python_rules(wall: float) -> None:
+    assert timestamp_text(wall) == _format_timestamp(wall)
+    assert timestamp_text(wall) == _format_timestamp(wall), "again, from the cached second"
+
+
+@pytest.mark.parametrize(
+    "wall",
+    [
+        1_795_000_000.0,
+        1_795_000_000.9994999,  # rounds down to .999
+        1_795_000_000.9999996,  # rounds up into the next second
+        1_795_000_001.0004996,
+        -0.0005,  # before the epoch
+        -62135596800.0,  # 0001-01-01T00:00:00
+        253402300799.999,  # the last millisecond of 9999
+        1795000000,  # an int
+    ],
+)
+def test_timestamp_text_edges(wall: float) -> None:
+    for _ in range(2):
+        assert timestamp_text(wall) == _format_timestamp(wall)
+
+
+@pytest.mark.parametrize("wall", [float("nan"), float("inf"), -62135596801.0, 253402300800.0])
+def test_timestamp_text_raises_as_python_does(wall: float) -> None:
+    with pytest.raises((ValueError, OverflowError)) as python_error:
+        _format_timestamp(wall)
+    with pytest.raises(python_error.type):
+        timestamp_text(wall)
+
+
 # --- the track call ----------------------------------------------------------------------------------
 
 WALL = 1_795_000_000.123
@@ -200,7 +235,7 @@ def fast_track(**arguments: Any) -> object:
         arguments.get("anonymous_id"),
         arguments.get("integrations"),
         arguments.get("message_id"),
-        format_timestamp(WALL),
+        WALL,
         lambda: "generated-id",
     )
 
