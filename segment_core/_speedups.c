@@ -38,7 +38,8 @@
 static PyObject *NotPlain;
 
 /* Set once by configure() from _build.py. */
-static PyObject *Encode;       /* the encode method of _build's msgspec.json.Encoder */
+static PyObject *EncodeInto;   /* the encode_into method of _build's msgspec.json.Encoder */
+static PyObject *EncodeBuffer; /* a bytearray encode_into reuses: no buffer grown from scratch per call */
 static PyObject *TrackType;    /* "track" */
 static PyObject *BuiltType;    /* _build.BuiltMessage */
 static PyObject *LibraryName, *LibraryVersion;
@@ -327,7 +328,7 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "build_track takes 9 arguments");
         return NULL;
     }
-    if (Encode == NULL) {
+    if (EncodeInto == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "build_track: configure() was not called");
         return NULL;
     }
@@ -382,7 +383,10 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         || set_item(msg, KeyContext, Py_NewRef(ctx)) || set_item(msg, KeyIntegrations, Py_NewRef(integ))) {
         goto done;
     }
-    encoded = PyObject_CallOneArg(Encode, msg);
+    /* Encoded into one reused bytearray (the GIL is held from here to the copy, and plain values
+     * run no Python code), then copied to exact-size bytes: what a queued message holds. */
+    PyObject *encode_args[2] = {msg, EncodeBuffer};
+    encoded = PyObject_Vectorcall(EncodeInto, encode_args, 2, NULL);
     if (encoded == NULL) {
         if (PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear(); /* lone surrogates, an int too long to print: the builder scrubs or refuses */
@@ -390,12 +394,11 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         }
         goto done;
     }
-    if (!PyBytes_CheckExact(encoded) || PyBytes_GET_SIZE(encoded) > MaxMessageBytes) {
+    if (PyByteArray_GET_SIZE(EncodeBuffer) > MaxMessageBytes) {
         result = not_plain(); /* the builder raises MessageTooLarge */
         goto done;
     }
-    /* msgspec's bytes keep the buffer it grew while encoding: keep an exact-size copy. */
-    data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(EncodeBuffer), PyByteArray_GET_SIZE(EncodeBuffer));
     if (data == NULL) {
         goto done;
     }
@@ -461,11 +464,15 @@ configure(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_XSETREF(PythonTimestamp, Py_NewRef(python_timestamp));
-    PyObject *encode = PyObject_GetAttrString(encoder, "encode");
-    if (encode == NULL) {
+    PyObject *encode_into = PyObject_GetAttrString(encoder, "encode_into");
+    PyObject *buffer = PyByteArray_FromStringAndSize(NULL, 0);
+    if (encode_into == NULL || buffer == NULL) {
+        Py_XDECREF(encode_into);
+        Py_XDECREF(buffer);
         return NULL;
     }
-    Py_XSETREF(Encode, encode);
+    Py_XSETREF(EncodeInto, encode_into);
+    Py_XSETREF(EncodeBuffer, buffer);
     Py_XSETREF(BuiltType, Py_NewRef(built_type));
     Py_XSETREF(LibraryName, Py_NewRef(name));
     Py_XSETREF(LibraryVersion, Py_NewRef(version));
