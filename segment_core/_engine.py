@@ -203,6 +203,11 @@ class EngineState(enum.Enum):
     CLOSED = "closed"
 
 
+_OPEN = EngineState.OPEN
+_WAKE = Enqueued.WAKE
+_QUIET = Enqueued.QUIET
+
+
 class _EngineEvent(enum.Enum):
     CLOSE = "close"
     DRAINED = "drained"
@@ -314,7 +319,11 @@ class Engine:
         self._next_request_id = 1
         self._outputs: list[Output] = []
         self._failed_counts: dict[str, int] = {}
-        self._enqueued = self._rejected = self._delivered = 0
+        self._rejected = self._delivered = 0
+        # Read on every enqueue: plain attributes are cheaper than config lookups.
+        self._max_queue_size = config.max_queue_size
+        self._max_queue_bytes = config.max_queue_bytes
+        self._upload_size = config.upload_size
         self._retries = self._rate_limit_waits = self._requests = 0
         self._next_seq = 0  # sequence numbers keep counting across a fork reset
         self._reset_pipeline()
@@ -355,37 +364,44 @@ class Engine:
         Raises:
             MessageTooLarge: ``data`` is over MAX_MESSAGE_BYTES (no batch may carry it).
         """
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
-        if self.state is not EngineState.OPEN:
-            self._rejected += 1
-            return ClientClosed()
-        queue = self._queue
+        # Every call goes through here on the caller's thread: module-level constants instead of
+        # enum and config attribute lookups, and the refusals kept off the common path.
         size = len(data)
-        if len(queue) >= self.config.max_queue_size:
-            self._rejected += 1
-            return QueueFull(f"max_queue_size of {self.config.max_queue_size} messages reached")
-        if self._queue_bytes + size > self.config.max_queue_bytes:
-            self._rejected += 1
-            return QueueFull(f"max_queue_bytes of {self.config.max_queue_bytes} bytes reached")
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(size, MAX_MESSAGE_BYTES)
+        queue = self._queue
+        if (
+            self.state is not _OPEN
+            or len(queue) >= self._max_queue_size
+            or self._queue_bytes + size > self._max_queue_bytes
+        ):
+            return self._refuse(size)
         was_empty = not queue
         queue.append(data)
         self._queue_times.append(now)
         self._queue_bytes += size
         self._next_seq += 1
-        self._enqueued += 1
         # Wake the worker only when its deadline moves earlier: a first message
         # starts the upload_interval clock, a full batch is due at once.
-        full = False
-        if self._tail_count and self._tail_bytes + 1 + size > self._batch_budget:
-            full = True  # the last batch cannot take this message: it is full, this one opens the next
-            self._tail_count = self._tail_bytes = 0
-        self._tail_bytes += size + 1 if self._tail_count else size
-        self._tail_count += 1
-        if self._tail_count == self.config.upload_size:
-            full = True
-            self._tail_count = self._tail_bytes = 0
-        return Enqueued.WAKE if was_empty or full else Enqueued.QUIET
+        tail_count = self._tail_count
+        if tail_count and self._tail_bytes + 1 + size > self._batch_budget:
+            # The last batch cannot take this message: it is full, this one opens the next.
+            self._tail_count, self._tail_bytes = 1, size
+            return _WAKE
+        if tail_count + 1 == self._upload_size:
+            self._tail_count = self._tail_bytes = 0  # this message fills the batch
+            return _WAKE
+        self._tail_count = tail_count + 1
+        self._tail_bytes += size + 1 if tail_count else size
+        return _WAKE if was_empty else _QUIET
+
+    def _refuse(self, size: int) -> DeliveryError:
+        self._rejected += 1
+        if self.state is not EngineState.OPEN:
+            return ClientClosed()
+        if len(self._queue) >= self.config.max_queue_size:
+            return QueueFull(f"max_queue_size of {self.config.max_queue_size} messages reached")
+        return QueueFull(f"max_queue_bytes of {self.config.max_queue_bytes} bytes reached")
 
     def enqueue_message(
         self, message: Message, *, now: float, wall: float, new_message_id: Callable[[], str] | None = None
@@ -565,7 +581,7 @@ class Engine:
     def stats(self) -> Stats:
         """A snapshot of the counters."""
         return Stats(
-            enqueued=self._enqueued,
+            enqueued=self._next_seq,  # every accepted message takes the next sequence number
             rejected=self._rejected,
             delivered=self._delivered,
             failed=dict(self._failed_counts),

@@ -34,9 +34,11 @@ from segment_core import (
     Request,
     Response,
 )
-from segment_core._engine import Engine, Enqueued, Stats
+from segment_core._engine import Engine, Stats
 
 from ._common import (
+    QUIET,
+    WAKE,
     ErrorCallback,
     Options,
     RealTimeCalls,
@@ -152,9 +154,9 @@ class AsyncClientBase(RealTimeCalls):
         if not self._options.send:
             return True, message
         result = self._engine.enqueue(built.data, now=time.monotonic())
-        if result is Enqueued.QUIET:
+        if result is QUIET:
             return True, message
-        if result is Enqueued.WAKE:
+        if result is WAKE:
             self._ensure_worker()
             self._wake_worker()
             return True, message

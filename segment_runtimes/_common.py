@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -28,9 +28,11 @@ from segment_core import (
 )
 from segment_core._build import BuiltMessage, message_id_from_bits
 from segment_core._calls import CallMethods
-from segment_core._engine import EngineConfig
+from segment_core._engine import EngineConfig, Enqueued
 
 __all__ = [
+    "QUIET",
+    "WAKE",
     "ErrorCallback",
     "RealTimeCalls",
     "log_dropped",
@@ -41,6 +43,11 @@ __all__ = [
 
 # The reference client logs to "segment"; keeping the name keeps users' logging config working.
 log = logging.getLogger("segment")
+
+# What enqueue said, for the calls' hot path: on Python 3.11 every ``Enqueued.QUIET`` goes through
+# EnumType.__getattr__ (~0.1 us), a module constant does not.
+QUIET: Final = Enqueued.QUIET
+WAKE: Final = Enqueued.WAKE
 
 ErrorCallback = Callable[[Exception, list[dict[str, Any]]], object]
 

@@ -51,9 +51,11 @@ from segment_core import (
     Response,
     TransportFailure,
 )
-from segment_core._engine import Engine, EngineState, Enqueued, Stats
+from segment_core._engine import Engine, EngineState, Stats
 
 from ._common import (
+    QUIET,
+    WAKE,
     ErrorCallback,
     Options,
     RealTimeCalls,
@@ -242,9 +244,9 @@ class Client(RealTimeCalls):
             if not self._workers and self._engine.state is EngineState.OPEN:
                 self._start_workers()
             result = self._engine.enqueue(built.data, now=time.monotonic())
-            if result is Enqueued.QUIET:
+            if result is QUIET:
                 pass
-            elif result is Enqueued.WAKE:
+            elif result is WAKE:
                 self._work_ready.notify()
             else:
                 log.warning("message not queued: %s", result)
