@@ -326,9 +326,10 @@ class _AsyncioConnection:
 
     async def exchange(self, head: bytes, body: bytes, *, head_request: bool) -> ParsedResponse:
         try:
-            self.writer.write(head)
-            self.writer.write(body)
-            await _asyncio_within(self.timeout, self.writer.drain())
+            # One write: the transport sends at once what the socket takes and buffers the rest.
+            self.writer.write(head + body)
+            if self.writer.transport.get_write_buffer_size():  # only then is there anything to wait for
+                await _asyncio_within(self.timeout, self.writer.drain())
         except asyncio.TimeoutError:
             raise httpx.WriteTimeout("timed out writing the request") from None
         except OSError as exc:
