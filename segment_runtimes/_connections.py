@@ -39,7 +39,7 @@ from ._wire import ParsedResponse, ProtocolError, ResponseParser, request_head
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["KEEPALIVE_EXPIRY", "AsyncConnections", "Destination", "SyncConnections"]
+__all__ = ["KEEPALIVE_EXPIRY", "AsyncConnections", "Destination", "SyncConnections", "asyncio_within"]
 
 # httpx's default keepalive_expiry: servers and load balancers close idle connections after 5-60 s,
 # and a request written into a connection the server is closing is lost with it.
@@ -278,13 +278,15 @@ class _AsyncConnection(Protocol):
 
 if sys.version_info >= (3, 11):
 
-    async def _asyncio_within(timeout: float, awaitable: Awaitable[_T]) -> _T:
+    async def asyncio_within(timeout: float | None, awaitable: Awaitable[_T]) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (None: no limit); asyncio.TimeoutError after."""
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for before 3.12
             return await awaitable
 
 else:  # pragma: no cover - exercised on Python 3.10 only
 
-    async def _asyncio_within(timeout: float, awaitable: Awaitable[_T]) -> _T:
+    async def asyncio_within(timeout: float | None, awaitable: Awaitable[_T]) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (None: no limit); asyncio.TimeoutError after."""
         return await asyncio.wait_for(awaitable, timeout)
 
 
@@ -312,7 +314,7 @@ class _AsyncioConnection:
         host, port = destination.address
         try:
             # An IP address is used as it is: no resolver, so no executor thread (TCP_NODELAY is asyncio's default).
-            reader, writer = await _asyncio_within(
+            reader, writer = await asyncio_within(
                 timeout,
                 asyncio.open_connection(
                     host, port, ssl=ssl_context, server_hostname=host if ssl_context is not None else None
@@ -329,7 +331,7 @@ class _AsyncioConnection:
             # One write: the transport sends at once what the socket takes and buffers the rest.
             self.writer.write(head + body)
             if self.writer.transport.get_write_buffer_size():  # only then is there anything to wait for
-                await _asyncio_within(self.timeout, self.writer.drain())
+                await asyncio_within(self.timeout, self.writer.drain())
         except asyncio.TimeoutError:
             raise httpx.WriteTimeout("timed out writing the request") from None
         except OSError as exc:
@@ -337,7 +339,7 @@ class _AsyncioConnection:
         parser = ResponseParser(head_request=head_request)
         while True:
             try:
-                received = await _asyncio_within(self.timeout, self.reader.read(_RECEIVE_BYTES))
+                received = await asyncio_within(self.timeout, self.reader.read(_RECEIVE_BYTES))
             except asyncio.TimeoutError:
                 raise httpx.ReadTimeout("timed out reading the response") from None
             except OSError as exc:

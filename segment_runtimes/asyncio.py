@@ -26,6 +26,7 @@ from segment_core._engine import EngineState
 
 from ._async_common import AsyncClientBase, Waiter
 from ._common import log
+from ._connections import asyncio_within
 
 __all__ = ["AsyncClient"]
 
@@ -75,7 +76,7 @@ class AsyncClient(AsyncClientBase):
                 wake.clear()
                 timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
+                    await asyncio_within(timeout, wake.wait())  # once a batch: no task per wait
         except asyncio.CancelledError:
             if engine.state is not EngineState.CLOSED:
                 self._abandon_now()
