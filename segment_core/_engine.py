@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -335,6 +336,9 @@ class Engine:
         # The queue's last batch as _form_batch will take it: earlier messages make full batches.
         self._tail_count = 0
         self._tail_bytes = 0  # its messages and the commas between them
+        # The full batches ahead of it, as enqueue closed them: (messages, bytes with commas).
+        # _form_batch takes them as recorded instead of measuring message by message again.
+        self._full_batches: deque[tuple[int, int]] = deque()
         self._head_seq = self._next_seq
         self._flush_through = self._next_seq  # messages with seq below this are due now
         self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
@@ -386,13 +390,15 @@ class Engine:
         tail_count = self._tail_count
         if tail_count and self._tail_bytes + 1 + size > self._batch_budget:
             # The last batch cannot take this message: it is full, this one opens the next.
+            self._full_batches.append((tail_count, self._tail_bytes))
             self._tail_count, self._tail_bytes = 1, size
             return _WAKE
+        tail_bytes = self._tail_bytes + size + 1 if tail_count else size
         if tail_count + 1 == self._upload_size:
-            self._tail_count = self._tail_bytes = 0  # this message fills the batch
+            self._full_batches.append((tail_count + 1, tail_bytes))  # this message fills the batch
+            self._tail_count = self._tail_bytes = 0
             return _WAKE
-        self._tail_count = tail_count + 1
-        self._tail_bytes += size + 1 if tail_count else size
+        self._tail_count, self._tail_bytes = tail_count + 1, tail_bytes
         return _WAKE if was_empty else _QUIET
 
     def _refuse(self, size: int) -> DeliveryError:
@@ -620,7 +626,7 @@ class Engine:
         if (
             self.state is not EngineState.OPEN
             or self._head_seq < self._flush_through
-            or len(self._queue) > self._tail_count  # the head batch is full
+            or self._full_batches  # the head batch is full
         ):
             return oldest
         return oldest + self.config.upload_interval
@@ -638,24 +644,26 @@ class Engine:
         return None
 
     def _form_batch(self, now: float) -> _Batch:
-        """Take up to upload_size messages from the queue head, closing before the request limit."""
+        """Take the queue's head batch: the first full one enqueue recorded, else all of the queue.
+
+        enqueue closes batches by the same rule this would (upload_size messages, or the
+        request limit), so the boundaries are taken as recorded, without a Python step per
+        message; the last, partial batch is the whole queue.
+        """
         queue, times = self._queue, self._queue_times
-        budget = self._batch_budget
-        limit = self.config.upload_size
-        taken: list[bytes] = []
-        used = -1  # n messages need n-1 commas
-        while queue and len(taken) < limit:
-            size = len(queue[0]) + 1
-            if used + size > budget:
-                break
-            used += size
-            taken.append(queue.popleft())
-            times.popleft()
-        if not queue:  # a batch that is not full takes the whole queue
+        if self._full_batches:
+            count, used = self._full_batches.popleft()
+        else:
+            count, used = len(queue), self._tail_bytes
             self._tail_count = self._tail_bytes = 0
-        batch = _Batch(self._head_seq, tuple(taken), now)
-        self._head_seq += len(taken)
-        self._queue_bytes -= used + 1 - len(taken)
+        popleft = queue.popleft
+        taken = tuple([popleft() for _ in repeat(None, count)])
+        drop_time = times.popleft
+        for _ in repeat(None, count):
+            drop_time()
+        batch = _Batch(self._head_seq, taken, now)
+        self._head_seq += count
+        self._queue_bytes -= used + 1 - count
         self._batches.append(batch)
         return batch
 
@@ -752,6 +760,7 @@ class Engine:
         self._queue.clear()
         self._queue_times.clear()
         self._queue_bytes = self._tail_count = self._tail_bytes = 0
+        self._full_batches.clear()
         self._head_seq += len(messages)
         self._report_failed(first_seq, messages, error)
 
