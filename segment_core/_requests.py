@@ -66,17 +66,16 @@ class BatchRequestBuilder:
 
     def body(self, messages: Sequence[bytes], sent_at: str) -> bytes:
         """The request body for these messages, gzipped if the client asked for it."""
-        raw = b"".join(
-            (
-                self._prefix,
-                b",".join(messages),
-                b'],"sentAt":"',
-                sent_at.encode("ascii"),
-                b'","writeKey":',
-                self._key_json,
-                b"}",
-            )
-        )
+        suffix = b"".join((b'],"sentAt":"', sent_at.encode("ascii"), b'","writeKey":', self._key_json, b"}"))
+        if not messages:
+            raw = self._prefix + suffix
+        else:
+            # One join copies the messages once: the envelope rides on the first and last message
+            # (small copies) instead of wrapping an already joined batch (a second full copy).
+            parts = list(messages)
+            parts[0] = self._prefix + parts[0]
+            parts[-1] += suffix
+            raw = b",".join(parts)
         return gzip.compress(raw, _GZIP_LEVEL, mtime=0) if self._gzip else raw
 
     def headers(self, authorization: str, retry_count: int) -> tuple[tuple[str, str], ...]:
