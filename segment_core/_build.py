@@ -128,7 +128,8 @@ def _format_timestamp(wall: float) -> str:
 # The common track call, the messageId text and the timestamp in C when the extension is
 # there (see _speedups.c): the same results, or NOT_PLAIN to leave the call to build_message.
 NOT_PLAIN: object
-build_plain_track: Callable[..., object] | None
+# Returns a BuiltMessage or NOT_PLAIN (Any: the hot path pays for no isinstance to narrow it).
+build_plain_track: Callable[..., Any] | None
 message_id_from_bits: Callable[[int], str]
 format_timestamp: Callable[[float], str]
 try:

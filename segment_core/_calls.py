@@ -88,7 +88,6 @@ class CallMethods:
                 self._new_message_id,
             )
             if built is not NOT_PLAIN:
-                assert isinstance(built, BuiltMessage)
                 return self._submit(built)
         return self._submit(
             build_message(

@@ -14,7 +14,7 @@ def build_track(
     wall: float,
     new_message_id: Any,
     /,
-) -> object: ...
+) -> Any: ...
 def configure(
     encoder: Any,
     built_type: type,
