@@ -379,7 +379,7 @@ class Engine:
             or len(queue) >= self._max_queue_size
             or self._queue_bytes + size > self._max_queue_bytes
         ):
-            return self._refuse(size)
+            return self._refuse()
         was_empty = not queue
         queue.append(data)
         self._queue_times.append(now)
@@ -401,7 +401,7 @@ class Engine:
         self._tail_count, self._tail_bytes = tail_count + 1, tail_bytes
         return _WAKE if was_empty else _QUIET
 
-    def _refuse(self, size: int) -> DeliveryError:
+    def _refuse(self) -> DeliveryError:
         self._rejected += 1
         if self.state is not EngineState.OPEN:
             return ClientClosed()
