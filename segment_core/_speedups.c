@@ -347,23 +347,16 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if (timestamp == NULL) {
         return NULL;
     }
-    props = plain_dict_argument(properties);
-    if (props == NULL || props == NotPlain) {
-        result = props;
-        props = NULL;
-        goto done;
-    }
-    ctx = plain_dict_argument(context);
-    if (ctx == NULL || ctx == NotPlain) {
-        result = ctx;
-        ctx = NULL;
-        goto done;
-    }
-    integ = plain_dict_argument(integrations);
-    if (integ == NULL || integ == NotPlain) {
-        result = integ;
-        integ = NULL;
-        goto done;
+    /* The three dict arguments, cleaned in order; the first that is not plain (or fails) ends it. */
+    PyObject *given[3] = {properties, context, integrations};
+    PyObject **cleaned[3] = {&props, &ctx, &integ};
+    for (int i = 0; i < 3; i++) {
+        PyObject *value = plain_dict_argument(given[i]);
+        if (value == NULL || value == NotPlain) {
+            result = value;
+            goto done;
+        }
+        *cleaned[i] = value;
     }
     /* A fresh library dict each time: the caller may mutate the returned message. */
     if (set_item(ctx, KeyLibrary, library_dict())) {
