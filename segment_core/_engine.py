@@ -331,14 +331,15 @@ class Engine:
 
     def _reset_pipeline(self) -> None:
         self._queue: deque[bytes] = deque()
-        self._queue_times: deque[float] = deque()
         self._queue_bytes = 0
         # The queue's last batch as _form_batch will take it: earlier messages make full batches.
         self._tail_count = 0
         self._tail_bytes = 0  # its messages and the commas between them
-        # The full batches ahead of it, as enqueue closed them: (messages, bytes with commas).
-        # _form_batch takes them as recorded instead of measuring message by message again.
-        self._full_batches: deque[tuple[int, int]] = deque()
+        self._tail_since = 0.0  # when its first message was queued
+        # The full batches ahead of it, as enqueue closed them: (messages, bytes with commas, when
+        # the first was queued). _form_batch takes them as recorded instead of measuring message by
+        # message again, and the head batch's first message is the oldest queued.
+        self._full_batches: deque[tuple[int, int, float]] = deque()
         self._head_seq = self._next_seq
         self._flush_through = self._next_seq  # messages with seq below this are due now
         self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
@@ -382,7 +383,6 @@ class Engine:
             return self._refuse()
         was_empty = not queue
         queue.append(data)
-        self._queue_times.append(now)
         self._queue_bytes += size
         self._next_seq += 1
         # Wake the worker only when its deadline moves earlier: a first message
@@ -390,12 +390,14 @@ class Engine:
         tail_count = self._tail_count
         if tail_count and self._tail_bytes + 1 + size > self._batch_budget:
             # The last batch cannot take this message: it is full, this one opens the next.
-            self._full_batches.append((tail_count, self._tail_bytes))
-            self._tail_count, self._tail_bytes = 1, size
+            self._full_batches.append((tail_count, self._tail_bytes, self._tail_since))
+            self._tail_count, self._tail_bytes, self._tail_since = 1, size, now
             return _WAKE
+        if not tail_count:
+            self._tail_since = now  # this message opens the last batch
         tail_bytes = self._tail_bytes + size + 1 if tail_count else size
         if tail_count + 1 == self._upload_size:
-            self._full_batches.append((tail_count + 1, tail_bytes))  # this message fills the batch
+            self._full_batches.append((tail_count + 1, tail_bytes, self._tail_since))  # now full
             self._tail_count = self._tail_bytes = 0
             return _WAKE
         self._tail_count, self._tail_bytes = tail_count + 1, tail_bytes
@@ -622,7 +624,7 @@ class Engine:
 
     def _queue_due_at(self) -> float:
         """When the queue's head batch is due: now-ish if full, flushed or closing, else at upload_interval."""
-        oldest = self._queue_times[0]
+        oldest = self._full_batches[0][2] if self._full_batches else self._tail_since
         if (
             self.state is not EngineState.OPEN
             or self._head_seq < self._flush_through
@@ -650,17 +652,14 @@ class Engine:
         request limit), so the boundaries are taken as recorded, without a Python step per
         message; the last, partial batch is the whole queue.
         """
-        queue, times = self._queue, self._queue_times
+        queue = self._queue
         if self._full_batches:
-            count, used = self._full_batches.popleft()
+            count, used, _ = self._full_batches.popleft()
         else:
             count, used = len(queue), self._tail_bytes
             self._tail_count = self._tail_bytes = 0
         popleft = queue.popleft
         taken = tuple([popleft() for _ in repeat(None, count)])
-        drop_time = times.popleft
-        for _ in repeat(None, count):
-            drop_time()
         batch = _Batch(self._head_seq, taken, now)
         self._head_seq += count
         self._queue_bytes -= used + 1 - count
@@ -758,7 +757,6 @@ class Engine:
         messages = tuple(self._queue)
         first_seq = self._head_seq
         self._queue.clear()
-        self._queue_times.clear()
         self._queue_bytes = self._tail_count = self._tail_bytes = 0
         self._full_batches.clear()
         self._head_seq += len(messages)
