@@ -19,6 +19,7 @@ Spec: https://segment.com/docs/connections/spec/common/
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Callable
@@ -41,6 +42,7 @@ __all__ = [
     "build_message",
     "format_timestamp",
     "message_id_from_bits",
+    "message_ids",
 ]
 
 _ENCODER = msgspec.json.Encoder()
@@ -88,6 +90,31 @@ def _message_id_from_bits(bits: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_ID_BYTES_PER_DRAW = 4096
+
+
+def _message_ids(random_bytes: Callable[[int], bytes]) -> Callable[[], str]:
+    """A messageId source: each call formats the next 16 bytes of ``random_bytes(4096)`` as a UUID4.
+
+    Bytes are drawn in bulk, since a draw from the OS costs a system call. Thread-safe without a
+    lock: ``next()`` on a count is one C step, so no two calls take the same slice of a draw.
+    """
+    current = [(b"", itertools.count())]
+
+    def new_message_id() -> str:
+        drawn, slices = current[0]
+        start = next(slices) * 16
+        if start + 16 > len(drawn):
+            drawn = random_bytes(_ID_BYTES_PER_DRAW)
+            if type(drawn) is not bytes or len(drawn) < 16:
+                raise TypeError("random_bytes(n) must return at least 16 bytes")
+            current[0] = (drawn, itertools.count(1))
+            start = 0
+        return _message_id_from_bits(int.from_bytes(drawn[start : start + 16], "big"))
+
+    return new_message_id
+
+
 # ".000+00:00" ... ".999+00:00": a lookup is cheaper than formatting the milliseconds.
 _MS_SUFFIXES = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 # The last second formatted and its text: calls come many to a second, in order.
@@ -131,17 +158,20 @@ NOT_PLAIN: object
 # Returns a BuiltMessage or NOT_PLAIN (Any: the hot path pays for no isinstance to narrow it).
 build_plain_track: Callable[..., Any] | None
 message_id_from_bits: Callable[[int], str]
+message_ids: Callable[[Callable[[int], bytes]], Callable[[], str]]
 format_timestamp: Callable[[float], str]
 try:
     from ._speedups import NOT_PLAIN as _NOT_PLAIN
     from ._speedups import build_track as build_plain_track
     from ._speedups import configure as _configure_speedups
+    from ._speedups import message_ids
     from ._speedups import timestamp_text as format_timestamp
     from ._speedups import uuid4_text as message_id_from_bits
 except ImportError:  # built without a C compiler: the Python code does every call
     build_plain_track = None
     NOT_PLAIN = object()
     message_id_from_bits = _message_id_from_bits
+    message_ids = _message_ids
     format_timestamp = _format_timestamp
 else:
     NOT_PLAIN = _NOT_PLAIN

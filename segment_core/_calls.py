@@ -10,6 +10,7 @@ of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._build import NOT_PLAIN, BuiltMessage, build_message, build_plain_track
@@ -29,9 +30,8 @@ class CallMethods:
         """The wall-clock time, seconds since the epoch."""
         raise NotImplementedError
 
-    def _new_message_id(self) -> str:
-        """A fresh messageId for a call that gave none."""
-        raise NotImplementedError
+    # A fresh messageId for a call that gave none: a method, or a callable set per instance.
+    _new_message_id: Callable[[], str]
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         """Queue a built message; ``(queued, message)``."""

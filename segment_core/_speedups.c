@@ -26,6 +26,7 @@
 #include <Python.h>
 #include <datetime.h>
 #include <math.h>
+#include <stddef.h>
 
 /* Deeper than this, the Python cleaner decides (it drops containers at 64
  * levels with a warning, and a cycle is infinitely deep). */
@@ -409,6 +410,27 @@ done:
     return result;
 }
 
+/* The UUID4 text of 128 bits given as two words: version and variant set, 32 hex digits with dashes. */
+static PyObject *
+uuid4_from_words(unsigned long long high, unsigned long long low)
+{
+    high = (high & ~0xF000ULL) | 0x4000ULL;                             /* version 4 */
+    low = (low & ~(0xC000ULL << 48)) | (0x8000ULL << 48);              /* RFC 4122 variant */
+    static const char hex[] = "0123456789abcdef";
+    char text[36];
+    int at = 35;
+    for (int i = 0; i < 32; i++) {
+        /* Digits from the last: the low word gives the last 16, the high word the first 16. */
+        unsigned long long word = i < 16 ? low : high;
+        int shift = (i % 16) * 4;
+        if (at == 23 || at == 18 || at == 13 || at == 8) {
+            text[at--] = '-';
+        }
+        text[at--] = hex[(word >> shift) & 0xF];
+    }
+    return PyUnicode_FromStringAndSize(text, 36);
+}
+
 /* str(uuid.UUID(int=bits & (2**128 - 1), version=4)): set the version and variant bits, then write
  * 32 hex digits with dashes. For the messageId of every call; Python's int and str steps cost
  * about a fifth of a whole track call. */
@@ -430,21 +452,124 @@ uuid4_text(PyObject *Py_UNUSED(module), PyObject *bits)
     if (PyErr_Occurred()) {
         return NULL;
     }
-    high = (high & ~0xF000ULL) | 0x4000ULL;                             /* version 4 */
-    low = (low & ~(0xC000ULL << 48)) | (0x8000ULL << 48);              /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    char text[36];
-    int at = 35;
-    for (int i = 0; i < 32; i++) {
-        /* Digits from the last: the low word gives the last 16, the high word the first 16. */
-        unsigned long long word = i < 16 ? low : high;
-        int shift = (i % 16) * 4;
-        if (at == 23 || at == 18 || at == 13 || at == 8) {
-            text[at--] = '-';
-        }
-        text[at--] = hex[(word >> shift) & 0xF];
+    return uuid4_from_words(high, low);
+}
+
+/* message_ids(random_bytes): a callable giving a UUID4 text per call, from 16 bytes of
+ * random_bytes(4096) at a time. A client's messageId source is called once a call: a Python
+ * method, getrandbits(128) and its int cost about a twentieth of a whole call, and the OS's
+ * random bytes (what uuid4() uses) come cheaper in bulk. Taking 16 bytes never runs Python code,
+ * so under the GIL no two calls get the same bytes; a refill may run other threads, each then
+ * refills with bytes of its own. */
+#define ID_BYTES 16
+#define ID_BYTES_PER_DRAW 4096
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *random_bytes;
+    PyObject *drawn;  /* bytes from random_bytes, or NULL before the first call */
+    Py_ssize_t used;  /* how many of them ids took */
+    vectorcallfunc vectorcall;
+} MessageIds;
+
+static PyObject *BytesPerDraw;
+
+static unsigned long long
+big_endian_word(const unsigned char *at)
+{
+    unsigned long long word = 0;
+    for (int i = 0; i < 8; i++) {
+        word = word << 8 | at[i];
     }
-    return PyUnicode_FromStringAndSize(text, 36);
+    return word;
+}
+
+static PyObject *
+message_ids_next(PyObject *self, PyObject *const *Py_UNUSED(args), size_t nargsf, PyObject *kwnames)
+{
+    MessageIds *source = (MessageIds *)self;
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "a message id source takes no arguments");
+        return NULL;
+    }
+    if (source->drawn == NULL || source->used + ID_BYTES > PyBytes_GET_SIZE(source->drawn)) {
+        PyObject *drawn = PyObject_CallOneArg(source->random_bytes, BytesPerDraw);
+        if (drawn == NULL) {
+            return NULL;
+        }
+        if (!PyBytes_CheckExact(drawn) || PyBytes_GET_SIZE(drawn) < ID_BYTES) {
+            Py_DECREF(drawn);
+            PyErr_SetString(PyExc_TypeError, "random_bytes(n) must return at least 16 bytes");
+            return NULL;
+        }
+        Py_XSETREF(source->drawn, drawn);
+        source->used = 0;
+    }
+    const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(source->drawn) + source->used;
+    source->used += ID_BYTES;
+    return uuid4_from_words(big_endian_word(at), big_endian_word(at + 8));
+}
+
+static int
+message_ids_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((MessageIds *)self)->random_bytes);
+    return 0;
+}
+
+static int
+message_ids_clear(PyObject *self)
+{
+    Py_CLEAR(((MessageIds *)self)->random_bytes);
+    return 0;
+}
+
+static void
+message_ids_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    message_ids_clear(self);
+    Py_CLEAR(((MessageIds *)self)->drawn);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+message_ids_repr(PyObject *Py_UNUSED(self))
+{
+    return PyUnicode_FromString("<message id source>");
+}
+
+static PyTypeObject MessageIdsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "segment_core._speedups.MessageIds",
+    .tp_basicsize = sizeof(MessageIds),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(MessageIds, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_traverse = message_ids_traverse,
+    .tp_clear = message_ids_clear,
+    .tp_dealloc = message_ids_dealloc,
+    .tp_repr = message_ids_repr,
+    .tp_doc = "A UUID4 text per call, from random bytes drawn 4096 at a time.",
+};
+
+static PyObject *
+message_ids(PyObject *Py_UNUSED(module), PyObject *random_bytes)
+{
+    if (!PyCallable_Check(random_bytes)) {
+        PyErr_SetString(PyExc_TypeError, "message_ids takes a callable like os.urandom");
+        return NULL;
+    }
+    MessageIds *source = PyObject_GC_New(MessageIds, &MessageIdsType);
+    if (source == NULL) {
+        return NULL;
+    }
+    source->random_bytes = Py_NewRef(random_bytes);
+    source->drawn = NULL;
+    source->used = 0;
+    source->vectorcall = message_ids_next;
+    PyObject_GC_Track(source);
+    return (PyObject *)source;
 }
 
 static PyObject *
@@ -484,6 +609,9 @@ static PyMethodDef speedups_methods[] = {
     {"uuid4_text", uuid4_text, METH_O,
      "uuid4_text(bits)\n--\n\n"
      "str(uuid.UUID(int=bits & (2**128 - 1), version=4)), for random bits."},
+    {"message_ids", message_ids, METH_O,
+     "message_ids(random_bytes)\n--\n\n"
+     "A callable giving a UUID4 text per call, from random_bytes(4096) 16 bytes at a time."},
     {"timestamp_text", timestamp_text, METH_O,
      "timestamp_text(wall)\n--\n\n"
      "_build._format_timestamp(wall): ISO-8601 UTC with milliseconds."},
@@ -518,6 +646,11 @@ PyInit__speedups(void)
     EmptyTuple = PyTuple_New(0);
     TrackType = PyUnicode_InternFromString("track");
     SixtyFour = PyLong_FromLong(64);
+    BytesPerDraw = PyLong_FromLong(ID_BYTES_PER_DRAW);
+    if (PyType_Ready(&MessageIdsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
     struct {
         PyObject **slot;
         const char *text;
@@ -535,6 +668,7 @@ PyInit__speedups(void)
         }
     }
     if (NotPlain == NULL || BuiltKwnames == NULL || EmptyTuple == NULL || TrackType == NULL || SixtyFour == NULL
+        || BytesPerDraw == NULL
         || PyModule_AddObjectRef(module, "NOT_PLAIN", NotPlain) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import copy
 import enum
+import gc
+import os
+import random
 import uuid
+import weakref
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,8 +29,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segment_core import MessageTooLarge, ValidationError, _calls, _clean
-from segment_core._build import BuiltMessage, _format_timestamp, _message_id_from_bits, build_message
-from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, timestamp_text, uuid4_text
+from segment_core._build import BuiltMessage, _format_timestamp, _message_id_from_bits, _message_ids, build_message
+from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, message_ids, timestamp_text, uuid4_text
 from segment_runtimes.threaded import Client
 
 UTC = timezone.utc
@@ -180,6 +184,88 @@ def test_dates_and_datetimes_are_written_as_isoformat_writes_them() -> None:
 def test_uuid4_text_is_the_uuid_module_s_text(bits: int) -> None:
     expected = str(uuid.UUID(int=bits & (2**128 - 1), version=4))
     assert uuid4_text(bits) == expected == _message_id_from_bits(bits)
+
+
+def expected_ids(seed: int, count: int, per_draw: int) -> list[str]:
+    """The model: ids are 16-byte slices of random_bytes(per_draw) draws, a draw's tail unused."""
+    source = random.Random(seed)
+    ids: list[str] = []
+    while len(ids) < count:
+        drawn = source.randbytes(per_draw)
+        ids += [_message_id_from_bits(int.from_bytes(drawn[i : i + 16], "big")) for i in range(0, per_draw - 15, 16)]
+    return ids[:count]
+
+
+@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+@given(seed=st.integers(min_value=0, max_value=2**64), count=st.integers(min_value=1, max_value=600))
+def test_message_ids_are_16_byte_slices_of_bulk_draws(make: Any, seed: int, count: int) -> None:
+    draws: list[int] = []
+
+    def random_bytes(n: int) -> bytes:
+        draws.append(n)
+        return source.randbytes(n)
+
+    source = random.Random(seed)
+    new_id = make(random_bytes)
+    assert draws == []  # nothing is drawn until an id is asked for
+    assert [new_id() for _ in range(count)] == expected_ids(seed, count, 4096)
+    assert draws == [4096] * (1 + (count - 1) // 256)
+
+
+@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+def test_a_short_draw_is_used_up_to_its_last_whole_id(make: Any) -> None:
+    source = random.Random(3)
+    new_id = make(lambda n: source.randbytes(40))  # two ids, then 8 bytes left over
+    assert [new_id() for _ in range(5)] == expected_ids(3, 5, 40)
+
+
+@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+def test_message_ids_refuse_what_is_not_random_bytes(make: Any) -> None:
+    for wrong in (b"", b"x" * 15, bytearray(4096), "x" * 4096):
+        with pytest.raises(TypeError, match="at least 16 bytes"):
+            make(lambda n, wrong=wrong: wrong)()
+
+    def broken(n: int) -> bytes:
+        raise OSError(f"no {n} bytes")
+
+    with pytest.raises(OSError, match="no 4096 bytes"):
+        make(broken)()
+
+
+def test_the_c_message_id_source_takes_no_arguments() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        message_ids(b"not callable")  # type: ignore[arg-type]
+    source: Any = message_ids(os.urandom)
+    with pytest.raises(TypeError, match="no arguments"):
+        source(1)
+    with pytest.raises(TypeError, match="no arguments"):
+        source(n=1)
+
+
+def test_a_message_id_source_in_a_cycle_is_collected() -> None:
+    class Holder:
+        source: Any = None
+
+    def make_cycle() -> weakref.finalize[Any, Any]:
+        holder = Holder()
+
+        def random_bytes(n: int) -> bytes:
+            return bytes(n) if holder else b""  # holder -> source -> random_bytes -> holder
+
+        holder.source = message_ids(random_bytes)
+        return weakref.finalize(holder, lambda: None)
+
+    marker = make_cycle()
+    gc.collect()
+    assert not marker.alive
+
+
+def test_clients_stamp_ids_from_the_c_source() -> None:
+    client = Client("key", send=False)
+    assert type(client._new_message_id) is type(message_ids(os.urandom))
+    ids = {client.track("u", "e")[1]["messageId"] for _ in range(100)}
+    assert len(ids) == 100
+    assert all(uuid.UUID(text).version == 4 for text in ids)
 
 
 # --- timestamps -----------------------------------------------------------------------------------
