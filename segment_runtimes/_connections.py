@@ -34,7 +34,7 @@ import httpx
 
 from segment_core import Request
 
-from ._wire import ParsedResponse, ProtocolError, ResponseParser, request_head
+from ._wire import ParsedResponse, ProtocolError, ResponseParser, header_lines, request_head_with_lines
 
 if TYPE_CHECKING:
     import trio
@@ -50,9 +50,13 @@ _T = TypeVar("_T")
 
 
 class Destination:
-    """Where a direct request goes, parsed once from its URL."""
+    """Where a direct request goes, parsed once from its URL; and the heads of requests to it."""
 
-    __slots__ = ("address", "host", "target", "tls")
+    __slots__ = ("_header_lines", "address", "host", "target", "tls")
+
+    # A client sends a handful of header sets (Basic auth, or an OAuth token now and then; with
+    # and without X-Retry-Count): past this many, the cache starts again.
+    _MAX_HEADER_SETS = 16
 
     def __init__(self, url: httpx.URL) -> None:
         self.tls = url.scheme == "https"
@@ -60,14 +64,24 @@ class Destination:
         self.address = (url.raw_host.decode("ascii"), url.port or (443 if self.tls else 80))
         self.host = url.netloc  # the Host header
         self.target = url.raw_path  # path and query
+        # Checked header lines by header set: every batch request carries the same few headers,
+        # and checking and encoding them was a fifth of an exchange's Python.
+        self._header_lines: dict[tuple[tuple[str, str], ...], bytes] = {}
 
     @property
     def key(self) -> tuple[str, int, bool]:
         return (*self.address, self.tls)
 
-
-def _head(destination: Destination, request: Request) -> bytes:
-    return request_head(request.method, destination.target, destination.host, request.headers, len(request.body))
+    def head(self, request: Request) -> bytes:
+        """The head of ``request`` to this destination (see ``_wire.request_head``)."""
+        headers = request.headers
+        lines = self._header_lines.get(headers)
+        if lines is None:
+            lines = header_lines(headers)
+            if len(self._header_lines) >= self._MAX_HEADER_SETS:
+                self._header_lines.clear()
+            self._header_lines[headers] = lines
+        return request_head_with_lines(request.method, self.target, self.host, lines, len(request.body))
 
 
 class _HasFileno(Protocol):
@@ -241,7 +255,7 @@ class SyncConnections:
         self._pool: _IdlePool[_SyncConnection] = _IdlePool()
 
     def exchange(self, destination: Destination, request: Request) -> ParsedResponse:
-        head = _head(destination, request)
+        head = destination.head(request)
         connection, stale = self._pool.take(destination)
         for old in stale:
             old.close()
@@ -446,7 +460,7 @@ class AsyncConnections:
         return self._open
 
     async def exchange(self, destination: Destination, request: Request) -> ParsedResponse:
-        head = _head(destination, request)
+        head = destination.head(request)
         connection, stale = self._pool.take(destination)
         for old in stale:
             await old.aclose()

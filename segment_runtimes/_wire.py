@@ -36,7 +36,9 @@ __all__ = [
     "ParsedResponse",
     "ProtocolError",
     "ResponseParser",
+    "header_lines",
     "request_head",
+    "request_head_with_lines",
 ]
 
 # h11's default limit for an incomplete head; a reply head is a few hundred bytes.
@@ -47,8 +49,9 @@ MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 _FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
-_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
-_LINE_END: Final = re.compile(rb"\r?\n")
+# Lines end in CRLF or a bare LF (as h11 reads them). Patterns start at the LF, a literal, so a
+# search skips ahead to it instead of trying the pattern at every byte.
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 
 
@@ -60,6 +63,28 @@ class ProtocolError(Exception):
     """The server sent something that is not a valid HTTP/1.1 response."""
 
 
+def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """``name: value`` CRLF for each header, checked: the part of a head a runtime can reuse.
+
+    Raises:
+        HeaderValueError: a name is not a token, or a value holds CR, LF or NUL.
+        UnicodeEncodeError: a name or value is not ASCII.
+    """
+    lines = []
+    for name, value in headers:
+        raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
+        if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN_IN_VALUE.search(raw_value) is not None:
+            raise HeaderValueError(f"illegal value in request header {name!r}")  # the name only: values are secret
+        lines.append(b"%s: %s\r\n" % (raw_name, raw_value))
+    return b"".join(lines)
+
+
+def request_head_with_lines(method: str, target: bytes, host: bytes, lines: bytes, body_length: int) -> bytes:
+    """The request line, ``Host``, ``Content-Length``, then ``lines`` from :func:`header_lines`, and the blank line."""
+    length = b"Content-Length: %d\r\n" % body_length if body_length or method in ("POST", "PUT", "PATCH") else b""
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (method.encode("ascii"), target, host, length, lines)
+
+
 def request_head(
     method: str, target: bytes, host: bytes, headers: Iterable[tuple[str, str]], body_length: int
 ) -> bytes:
@@ -69,16 +94,7 @@ def request_head(
         HeaderValueError: a name is not a token, or a value holds CR, LF or NUL.
         UnicodeEncodeError: a name or value is not ASCII.
     """
-    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method.encode("ascii"), target, host)]
-    if body_length or method in ("POST", "PUT", "PATCH"):
-        parts.append(b"Content-Length: %d\r\n" % body_length)
-    for name, value in headers:
-        raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
-        if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN_IN_VALUE.search(raw_value) is not None:
-            raise HeaderValueError(f"illegal value in request header {name!r}")  # the name only: values are secret
-        parts.append(b"%s: %s\r\n" % (raw_name, raw_value))
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return request_head_with_lines(method, target, host, header_lines(headers), body_length)
 
 
 class ParsedResponse:
@@ -156,7 +172,7 @@ class ResponseParser:
             raise ProtocolError("response head too long")
         head = bytes(self._buffer[: end.start()])
         del self._buffer[: end.end()]
-        status_line, *lines = _LINE_END.split(head)
+        status_line, *lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
         match = _STATUS_LINE.fullmatch(status_line)
         if match is None:
             raise ProtocolError("malformed status line")
@@ -228,13 +244,13 @@ class ResponseParser:
                     return None
                 self._chunk_state = "data-end"
                 continue
-            line_end = _LINE_END.search(buffer)
-            if line_end is None:
+            line_end = buffer.find(b"\n")
+            if line_end < 0:
                 if len(buffer) > MAX_HEAD_BYTES:
                     raise ProtocolError("chunk header too long")
                 return None
-            line = bytes(buffer[: line_end.start()])
-            del buffer[: line_end.end()]
+            line = bytes(buffer[: line_end - 1 if buffer[line_end - 1 : line_end] == b"\r" else line_end])
+            del buffer[: line_end + 1]
             if self._chunk_state == "data-end":
                 if line:
                     raise ProtocolError("chunk data longer than its size")

@@ -10,10 +10,13 @@ import gzip
 import zlib
 
 import h11
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from segment_core import Request, RequestPurpose
+from segment_runtimes._connections import Destination
 from segment_runtimes._wire import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
@@ -21,6 +24,7 @@ from segment_runtimes._wire import (
     ParsedResponse,
     ProtocolError,
     ResponseParser,
+    header_lines,
     request_head,
 )
 
@@ -88,6 +92,30 @@ def test_a_header_that_would_split_the_head_is_refused_without_quoting_the_value
     with pytest.raises(HeaderValueError) as caught:
         request_head("POST", b"/", b"h", [(name, value)], 0)
     assert "secret" not in str(caught.value)
+
+
+def test_a_destination_reuses_the_checked_lines_of_a_header_set_and_bounds_how_many_it_keeps() -> None:
+    destination = Destination(httpx.URL("http://api.example:8443/v1/batch?x=1"))
+
+    def request(headers: tuple[tuple[str, str], ...], body: bytes = b"[]") -> Request:
+        return Request(id=1, purpose=RequestPurpose.BATCH, method="POST", url="", headers=headers, body=body)
+
+    basic = (("Content-Type", "application/json"), ("Authorization", "Basic a2V5Og=="))
+    for body in (b"[]", b"[1,2]"):
+        assert destination.head(request(basic, body)) == request_head(
+            "POST", b"/v1/batch?x=1", b"api.example:8443", basic, len(body)
+        )
+    assert destination._header_lines == {basic: header_lines(basic)}
+    for retry in range(40):  # a new header set per attempt: the cache starts again, it does not grow
+        retried = (*basic, ("X-Retry-Count", str(retry)))
+        assert destination.head(request(retried)).endswith(b"X-Retry-Count: %d\r\n\r\n" % retry)
+        assert len(destination._header_lines) <= Destination._MAX_HEADER_SETS
+    bad = (("Authorization", "Bearer secret\r\nX-Evil: 1"),)
+    for _ in range(2):  # refused every time, never cached
+        with pytest.raises(HeaderValueError) as caught:
+            destination.head(request(bad))
+        assert "secret" not in str(caught.value)
+    assert bad not in destination._header_lines
 
 
 # --- response: table -----------------------------------------------------------------------------
@@ -238,7 +266,9 @@ def responses(draw: st.DrawFn) -> tuple[bytes, bool]:
     else:
         payload = body
     version = "1.0" if http_10 else "1.1"
-    head = f"HTTP/{version} {status} Reason\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    # Head lines end in CRLF or a bare LF, each drawn on its own (chunk lines stay CRLF, as h11 wants).
+    lines = [f"HTTP/{version} {status} Reason", *(f"{n}: {v}" for n, v in headers), ""]
+    head = "".join(line + draw(st.sampled_from(["\r\n", "\n"])) for line in lines)
     return head.encode() + payload, framing == "close"
 
 
