@@ -245,6 +245,19 @@ def test_a_server_that_never_answers_times_out(mode: str) -> None:
     assert outcome.detail.startswith("ReadTimeout")
 
 
+def test_a_server_that_never_reads_times_out_writing(mode: str) -> None:
+    # Never accepting: once the kernel's buffers on both ends are full, the write waits.
+    big = batch_request("")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/batch"
+        request = Request(
+            id=0, purpose=big.purpose, method="POST", url=url, headers=big.headers, body=bytes(64 * 1024 * 1024)
+        )
+        outcome = failure(perform_one(mode, request, timeout=0.3))
+    assert outcome.kind is TransportFailureKind.TIMEOUT
+    assert outcome.detail.startswith("WriteTimeout")
+
+
 def test_a_refused_connection_is_a_connect_failure(mode: str) -> None:
     with socket.socket() as closed:  # bound, not listening: connecting is refused at once
         closed.bind(("127.0.0.1", 0))
