@@ -493,6 +493,10 @@ message_ids_next(PyObject *self, PyObject *const *Py_UNUSED(args), size_t nargsf
         return NULL;
     }
     if (source->drawn == NULL || source->used + ID_BYTES > PyBytes_GET_SIZE(source->drawn)) {
+        if (source->random_bytes == NULL) { /* cleared by the garbage collector breaking a cycle */
+            PyErr_SetString(PyExc_RuntimeError, "this message id source was cleared");
+            return NULL;
+        }
         PyObject *drawn = PyObject_CallOneArg(source->random_bytes, BytesPerDraw);
         if (drawn == NULL) {
             return NULL;
