@@ -28,6 +28,7 @@ import contextlib
 import cProfile
 import gc
 import io
+import os
 import pstats
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def stage_timings(repeat: int) -> list[tuple[str, float]]:
     from segment.analytics.request import DatetimeSerializer
     from segment.analytics.utils import clean as reference_clean
 
-    from segment_core._build import build_message, format_timestamp, message_id_from_bits
+    from segment_core._build import build_message, format_timestamp, message_ids
     from segment_core._clean import clean_dict
     from segment_core._engine import Engine, EngineConfig
     from segment_runtimes.threaded import Client
@@ -75,10 +76,7 @@ def stage_timings(repeat: int) -> list[tuple[str, float]]:
     call = make_calls(1)[0]
     props, context = call["properties"], call["context"]
     rng = random.Random(1)
-
-    def new_id() -> str:
-        return message_id_from_bits(rng.getrandbits(128))
-
+    new_id = message_ids(os.urandom)  # what the runtimes' clients use
     built = build_message("track", wall=time.time(), new_message_id=new_id, **call)
     engine = Engine(EngineConfig(write_key=WRITE_KEY, max_queue_size=10**9, max_queue_bytes=10**12), random=rng)
     lock = threading.Lock()
@@ -106,7 +104,7 @@ def stage_timings(repeat: int) -> list[tuple[str, float]]:
         ("ours:     clean_dict(properties)", lambda: clean_dict(props, "properties", [])),
         ("ours:     clean_dict(context)", lambda: clean_dict(context, "context", [])),
         ("ours:     msgspec encode of the message", lambda: built.message and _encode(built.message)),
-        ("ours:     messageId (getrandbits + format)", new_id),
+        ("ours:     messageId (message_ids(os.urandom))", new_id),
         ("ours:     timestamp (format_timestamp)", lambda: format_timestamp(time.time())),
         ("ours:   lock + Engine.enqueue + monotonic", enqueue),
         ("reference: Client.track, send=False (build only)", lambda: reference.track(**call)),
