@@ -368,7 +368,7 @@ class _AsyncioConnection:
 
 
 class _TrioConnection:
-    """trio streams; TLS is trio.SSLStream."""
+    """TLS under trio: trio.SSLStream over the TCP stream (plain TCP is a _TrioPlainConnection)."""
 
     __slots__ = ("idle_since", "sock", "stream", "timeout")
 
@@ -384,7 +384,7 @@ class _TrioConnection:
     @classmethod
     async def open(
         cls, destination: Destination, timeout: float, ssl_context: ssl.SSLContext | None
-    ) -> _TrioConnection:
+    ) -> _TrioConnection | _TrioPlainConnection:
         import trio  # noqa: PLC0415 - only under trio: threads and asyncio do not pay for importing it
 
         host, port = destination.address
@@ -404,6 +404,9 @@ class _TrioConnection:
             raise httpx.ConnectTimeout("timed out connecting") from None
         except (OSError, trio.BrokenResourceError) as exc:
             raise httpx.ConnectError(_cause_text(exc)) from None
+        if ssl_context is None:
+            # Plain TCP runs on the bare socket (the stream has set TCP_NODELAY on it).
+            return _TrioPlainConnection(socket.socket(fileno=tcp.socket.detach()), timeout)
         return cls(stream, tcp.socket, timeout)
 
     async def exchange(self, head: bytes, body: bytes, *, head_request: bool) -> ParsedResponse:
@@ -435,6 +438,66 @@ class _TrioConnection:
         import trio  # noqa: PLC0415
 
         await trio.aclose_forcefully(self.stream)  # no close_notify wait on a silent server
+
+
+class _TrioPlainConnection:
+    """Plain TCP under trio on the bare non-blocking socket.
+
+    trio's stream and socket wrappers yield to the scheduler after every send and receive (a
+    whole loop turn each) and cost most of an exchange's Python; here a send or receive that
+    cannot go on at once waits with wait_writable/wait_readable, the one checkpoint it needs.
+    """
+
+    __slots__ = ("idle_since", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.timeout = timeout
+        self.idle_since = 0.0
+
+    def raw_socket(self) -> _HasFileno | None:
+        return self.sock
+
+    async def exchange(self, head: bytes, body: bytes, *, head_request: bool) -> ParsedResponse:
+        import trio  # noqa: PLC0415
+
+        sock = self.sock
+        try:
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                unsent = memoryview(head + body)
+                while unsent:
+                    try:
+                        unsent = unsent[sock.send(unsent) :]
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(sock)
+        except OSError as exc:
+            raise httpx.WriteError(_cause_text(exc)) from None
+        if scope.cancelled_caught:
+            raise httpx.WriteTimeout("timed out writing the request")
+        parser = ResponseParser(head_request=head_request)
+        while True:
+            try:
+                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                    while True:
+                        try:
+                            received = sock.recv(_RECEIVE_BYTES)
+                            break
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_readable(sock)
+            except OSError as exc:
+                raise httpx.ReadError(_cause_text(exc)) from None
+            if scope.cancelled_caught:
+                raise httpx.ReadTimeout("timed out reading the response")
+            response = _read_response(parser, received)
+            if response is not None:
+                return response
+
+    async def aclose(self) -> None:
+        import trio  # noqa: PLC0415
+
+        trio.lowlevel.notify_closing(self.sock)  # wakes any task still waiting on it
+        self.sock.close()
 
 
 class AsyncConnections:
