@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -61,6 +60,7 @@ from ._events import (
     Response,
     TransportFailure,
 )
+from ._intake import Intake, PyIntake
 from ._messages import Message
 from ._requests import BatchRequestBuilder, basic_authorization
 from ._retry import (
@@ -204,7 +204,6 @@ class EngineState(enum.Enum):
     CLOSED = "closed"
 
 
-_OPEN = EngineState.OPEN
 _WAKE = Enqueued.WAKE
 _QUIET = Enqueued.QUIET
 
@@ -295,11 +294,10 @@ class Engine:
     """The delivery state machine. See the module docstring for the protocol."""
 
     # Slots: more than 30 instance attributes would leave 3.11 a plain dict per instance, and
-    # every attribute access on the enqueue path a dict lookup.
+    # every attribute access a dict lookup.
     __slots__ = (
         "_auth",
         "_authorized",
-        "_batch_budget",
         "_batches",
         "_batches_in_flight",
         "_builder",
@@ -307,28 +305,19 @@ class Engine:
         "_delivered",
         "_failed_counts",
         "_flush_through",
-        "_full_batches",
         "_head_seq",
         "_in_flight",
-        "_max_queue_bytes",
-        "_max_queue_size",
+        "_intake",
         "_next_request_id",
-        "_next_seq",
         "_oauth",
         "_outputs",
         "_paused_until",
-        "_queue",
-        "_queue_bytes",
         "_rate_limit_started",
         "_rate_limit_waits",
         "_rejected",
         "_requests",
         "_retries",
         "_rng",
-        "_tail_bytes",
-        "_tail_count",
-        "_tail_since",
-        "_upload_size",
         "config",
         "state",
     )
@@ -352,35 +341,30 @@ class Engine:
                 authorizer = _BasicAuthorizer(config.write_key)
         self._auth: Authorizer = authorizer
         self._builder = BatchRequestBuilder(host=config.host, write_key=config.write_key, gzip_body=config.gzip)
-        # A batch's messages and commas fit in what the envelope leaves of the request limit.
-        self._batch_budget = MAX_BATCH_BYTES - self._builder.envelope_bytes
+        # The queue, and where its batches close: a batch's messages and commas fit in what the
+        # envelope leaves of the request limit. It outlives a fork reset: sequence numbers go on.
+        self._intake: PyIntake[Enqueued] = Intake(
+            max_messages=config.max_queue_size,
+            max_bytes=config.max_queue_bytes,
+            batch_size=config.upload_size,
+            batch_budget=MAX_BATCH_BYTES - self._builder.envelope_bytes,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            wake=_WAKE,
+            quiet=_QUIET,
+        )
         self.state = EngineState.OPEN
         self._deadline: float | None = None
         self._next_request_id = 1
         self._outputs: list[Output] = []
         self._failed_counts: dict[str, int] = {}
         self._rejected = self._delivered = 0
-        # Read on every enqueue: plain attributes are cheaper than config lookups.
-        self._max_queue_size = config.max_queue_size
-        self._max_queue_bytes = config.max_queue_bytes
-        self._upload_size = config.upload_size
         self._retries = self._rate_limit_waits = self._requests = 0
-        self._next_seq = 0  # sequence numbers keep counting across a fork reset
         self._reset_pipeline()
 
     def _reset_pipeline(self) -> None:
-        self._queue: deque[bytes] = deque()
-        self._queue_bytes = 0
-        # The queue's last batch as _form_batch will take it: earlier messages make full batches.
-        self._tail_count = 0
-        self._tail_bytes = 0  # its messages and the commas between them
-        self._tail_since = 0.0  # when its first message was queued
-        # The full batches ahead of it, as enqueue closed them: (messages, bytes with commas, when
-        # the first was queued). _form_batch takes them as recorded instead of measuring message by
-        # message again, and the head batch's first message is the oldest queued.
-        self._full_batches: deque[tuple[int, int, float]] = deque()
-        self._head_seq = self._next_seq
-        self._flush_through = self._next_seq  # messages with seq below this are due now
+        self._intake.take_all()
+        self._head_seq = self._intake.next_seq  # the seq of the queue's first message
+        self._flush_through = self._head_seq  # messages with seq below this are due now
         self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
         self._in_flight: dict[int, _Batch | None] = {}  # request id -> batch (None: token request)
         self._batches_in_flight = 0
@@ -390,7 +374,7 @@ class Engine:
 
     def __repr__(self) -> str:
         return (
-            f"Engine(state={self.state.value}, queued={len(self._queue)}, batches={len(self._batches)}, "
+            f"Engine(state={self.state.value}, queued={self._intake.depth}, batches={len(self._batches)}, "
             f"in_flight={len(self._in_flight)})"
         )
 
@@ -408,45 +392,20 @@ class Engine:
         Raises:
             MessageTooLarge: ``data`` is over MAX_MESSAGE_BYTES (no batch may carry it).
         """
-        # Every call goes through here on the caller's thread: module-level constants instead of
-        # enum and config attribute lookups, and the refusals kept off the common path.
-        size = len(data)
+        # Every call goes through here on the caller's thread: the whole of it is one C call where
+        # the extension is built (see _intake.py), and the refusals are kept off the common path.
+        result = self._intake.add(data, now)
+        if result is None:
+            return self._refuse(len(data))
+        return result
+
+    def _refuse(self, size: int) -> DeliveryError:
         if size > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(size, MAX_MESSAGE_BYTES)
-        queue = self._queue
-        if (
-            self.state is not _OPEN
-            or len(queue) >= self._max_queue_size
-            or self._queue_bytes + size > self._max_queue_bytes
-        ):
-            return self._refuse()
-        was_empty = not queue
-        queue.append(data)
-        self._queue_bytes += size
-        self._next_seq += 1
-        # Wake the worker only when its deadline moves earlier: a first message
-        # starts the upload_interval clock, a full batch is due at once.
-        tail_count = self._tail_count
-        if tail_count and self._tail_bytes + 1 + size > self._batch_budget:
-            # The last batch cannot take this message: it is full, this one opens the next.
-            self._full_batches.append((tail_count, self._tail_bytes, self._tail_since))
-            self._tail_count, self._tail_bytes, self._tail_since = 1, size, now
-            return _WAKE
-        if not tail_count:
-            self._tail_since = now  # this message opens the last batch
-        tail_bytes = self._tail_bytes + size + 1 if tail_count else size
-        if tail_count + 1 == self._upload_size:
-            self._full_batches.append((tail_count + 1, tail_bytes, self._tail_since))  # now full
-            self._tail_count = self._tail_bytes = 0
-            return _WAKE
-        self._tail_count, self._tail_bytes = tail_count + 1, tail_bytes
-        return _WAKE if was_empty else _QUIET
-
-    def _refuse(self) -> DeliveryError:
         self._rejected += 1
         if self.state is not EngineState.OPEN:
             return ClientClosed()
-        if len(self._queue) >= self.config.max_queue_size:
+        if self._intake.depth >= self.config.max_queue_size:
             return QueueFull(f"max_queue_size of {self.config.max_queue_size} messages reached")
         return QueueFull(f"max_queue_bytes of {self.config.max_queue_bytes} bytes reached")
 
@@ -475,7 +434,7 @@ class Engine:
     @property
     def last_seq(self) -> int:
         """Sequence number of the last accepted message (-1 if none yet)."""
-        return self._next_seq - 1
+        return self._intake.next_seq - 1
 
     @property
     def oldest_unsettled_seq(self) -> int:
@@ -489,14 +448,14 @@ class Engine:
 
     def flush(self, *, now: float) -> None:
         """Make everything queued so far due now."""
-        self._flush_through = self._next_seq
+        self._flush_through = self._intake.next_seq
 
     def close(self, *, now: float, deadline: float) -> None:
         """Accept nothing more; deliver what is queued until ``deadline``, then report the rest failed.
 
         Closing again keeps the earlier deadline.
         """
-        self._flush_through = self._next_seq
+        self._flush_through = self._intake.next_seq
         self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
         self._transition(_EngineEvent.CLOSE)
         self._settle_if_drained()
@@ -616,27 +575,27 @@ class Engine:
             waiting = self._first_waiting()
             if waiting is not None:
                 candidates.append(waiting.ready_at)
-            elif self._queue:
+            elif self._intake.depth:
                 candidates.append(self._queue_due_at())
         return min(candidates) if candidates else None
 
     @property
     def pending(self) -> int:
         """Messages accepted and not yet settled: queued, waiting for a retry, or in flight."""
-        return len(self._queue) + sum(len(batch.messages) for batch in self._batches)
+        return self._intake.depth + sum(len(batch.messages) for batch in self._batches)
 
     def stats(self) -> Stats:
         """A snapshot of the counters."""
         return Stats(
-            enqueued=self._next_seq,  # every accepted message takes the next sequence number
+            enqueued=self._intake.next_seq,  # every accepted message takes the next sequence number
             rejected=self._rejected,
             delivered=self._delivered,
             failed=dict(self._failed_counts),
             retries=self._retries,
             rate_limit_waits=self._rate_limit_waits,
             requests=self._requests,
-            queue_depth=len(self._queue),
-            queue_bytes=self._queue_bytes,
+            queue_depth=self._intake.depth,
+            queue_bytes=self._intake.queued_bytes,
             in_flight_messages=sum(
                 len(batch.messages) for batch in self._batches if batch.state is BatchState.IN_FLIGHT
             ),
@@ -649,6 +608,7 @@ class Engine:
             self.state = _ENGINE_TRANSITIONS[self.state, event]
         except KeyError:
             raise _InternalError(f"engine cannot take {event.value} while {self.state.value}") from None
+        self._intake.accepting = self.state is EngineState.OPEN
 
     def _new_request_id(self) -> int:
         request_id = self._next_request_id
@@ -663,12 +623,9 @@ class Engine:
 
     def _queue_due_at(self) -> float:
         """When the queue's head batch is due: now-ish if full, flushed or closing, else at upload_interval."""
-        oldest = self._full_batches[0][2] if self._full_batches else self._tail_since
-        if (
-            self.state is not EngineState.OPEN
-            or self._head_seq < self._flush_through
-            or self._full_batches  # the head batch is full
-        ):
+        intake = self._intake
+        oldest = intake.head_since
+        if self.state is not EngineState.OPEN or self._head_seq < self._flush_through or intake.head_full:
             return oldest
         return oldest + self.config.upload_interval
 
@@ -680,28 +637,15 @@ class Engine:
         waiting = self._first_waiting()
         if waiting is not None:
             return waiting if waiting.ready_at <= now else None
-        if self._queue and self._queue_due_at() <= now:
+        if self._intake.depth and self._queue_due_at() <= now:
             return self._form_batch(now)
         return None
 
     def _form_batch(self, now: float) -> _Batch:
-        """Take the queue's head batch: the first full one enqueue recorded, else all of the queue.
-
-        enqueue closes batches by the same rule this would (upload_size messages, or the
-        request limit), so the boundaries are taken as recorded, without a Python step per
-        message; the last, partial batch is the whole queue.
-        """
-        queue = self._queue
-        if self._full_batches:
-            count, used, _ = self._full_batches.popleft()
-        else:
-            count, used = len(queue), self._tail_bytes
-            self._tail_count = self._tail_bytes = 0
-        popleft = queue.popleft
-        taken = tuple([popleft() for _ in repeat(None, count)])
+        """Take the queue's head batch: the first full one enqueue recorded, else all of the queue."""
+        taken = self._intake.take_batch()
         batch = _Batch(self._head_seq, taken, now)
-        self._head_seq += count
-        self._queue_bytes -= used + 1 - count
+        self._head_seq += len(taken)
         self._batches.append(batch)
         return batch
 
@@ -791,16 +735,13 @@ class Engine:
         self._batches_in_flight = 0
 
     def _fail_queue(self, error: DeliveryError) -> None:
-        if not self._queue:
+        if not self._intake.depth:
             return
-        messages = tuple(self._queue)
+        messages = self._intake.take_all()
         first_seq = self._head_seq
-        self._queue.clear()
-        self._queue_bytes = self._tail_count = self._tail_bytes = 0
-        self._full_batches.clear()
         self._head_seq += len(messages)
         self._report_failed(first_seq, messages, error)
 
     def _settle_if_drained(self) -> None:
-        if self.state is EngineState.CLOSING and not self._queue and not self._batches:
+        if self.state is EngineState.CLOSING and not self._intake.depth and not self._batches:
             self._transition(_EngineEvent.DRAINED)

@@ -27,6 +27,7 @@
 #include <datetime.h>
 #include <math.h>
 #include <stddef.h>
+#include <structmember.h>
 
 /* Deeper than this, the Python cleaner decides (it drops containers at 64
  * levels with a warning, and a cycle is infinitely deep). */
@@ -576,6 +577,336 @@ message_ids(PyObject *Py_UNUSED(module), PyObject *random_bytes)
     return (PyObject *)source;
 }
 
+/* Intake: _intake.PyIntake in C, the engine's queue and its batch boundaries. Engine.enqueue runs
+ * once a call on the caller's thread and is nothing but Intake.add; as Python, its attribute reads
+ * and writes cost about a seventh of a whole call. _intake.py is the specification: the same
+ * state by the same rules (tests/test_intake.py drives both with hypothesis). Under the GIL and
+ * running no Python code, add and the takes are atomic, as the engine's callers expect. */
+
+typedef struct {
+    Py_ssize_t count;
+    Py_ssize_t bytes; /* messages and the commas between them */
+    double since;     /* when its first message was queued */
+} FullBatch;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *messages; /* a list; the queue is messages[head:] and what comes before is None */
+    Py_ssize_t head;
+    FullBatch *full; /* the full batches ahead of the open one: full[full_head:full_length] */
+    Py_ssize_t full_head, full_length, full_capacity;
+    Py_ssize_t tail_count, tail_bytes;
+    double tail_since;
+    long long next_seq;
+    Py_ssize_t queued_bytes;
+    Py_ssize_t max_messages, max_bytes, batch_size, batch_budget, max_message_bytes;
+    int accepting;
+    PyObject *wake, *quiet;
+} Intake;
+
+/* Room for one more full batch, made before a message is accepted so nothing can fail after. */
+static int
+intake_reserve_full(Intake *self)
+{
+    if (self->full_head == self->full_length) {
+        self->full_head = self->full_length = 0;
+    }
+    if (self->full_length < self->full_capacity) {
+        return 0;
+    }
+    if (self->full_head > 0) {
+        memmove(self->full, self->full + self->full_head,
+                (size_t)(self->full_length - self->full_head) * sizeof(FullBatch));
+        self->full_length -= self->full_head;
+        self->full_head = 0;
+        return 0;
+    }
+    Py_ssize_t capacity = self->full_capacity ? self->full_capacity * 2 : 16;
+    FullBatch *full = PyMem_Realloc(self->full, (size_t)capacity * sizeof(FullBatch));
+    if (full == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->full = full;
+    self->full_capacity = capacity;
+    return 0;
+}
+
+static PyObject *
+intake_add(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    Intake *self = (Intake *)op;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add(data, now) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_SetString(PyExc_TypeError, "data must be bytes");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->wake == NULL || self->quiet == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this intake was cleared by the garbage collector");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    Py_ssize_t depth = PyList_GET_SIZE(self->messages) - self->head;
+    if (size > self->max_message_bytes || !self->accepting || depth >= self->max_messages
+        || self->queued_bytes + size > self->max_bytes) {
+        Py_RETURN_NONE;
+    }
+    if (intake_reserve_full(self) < 0 || PyList_Append(self->messages, data) < 0) {
+        return NULL;
+    }
+    self->queued_bytes += size;
+    self->next_seq += 1;
+    Py_ssize_t tail_count = self->tail_count;
+    if (tail_count && self->tail_bytes + 1 + size > self->batch_budget) {
+        /* The open batch cannot take this message: it is full, this one opens the next. */
+        self->full[self->full_length++] = (FullBatch){tail_count, self->tail_bytes, self->tail_since};
+        self->tail_count = 1;
+        self->tail_bytes = size;
+        self->tail_since = now;
+        return Py_NewRef(self->wake);
+    }
+    if (!tail_count) {
+        self->tail_since = now;
+    }
+    Py_ssize_t tail_bytes = tail_count ? self->tail_bytes + size + 1 : size;
+    if (tail_count + 1 == self->batch_size) {
+        self->full[self->full_length++] = (FullBatch){tail_count + 1, tail_bytes, self->tail_since};
+        self->tail_count = self->tail_bytes = 0;
+        return Py_NewRef(self->wake);
+    }
+    self->tail_count = tail_count + 1;
+    self->tail_bytes = tail_bytes;
+    return Py_NewRef(depth == 0 ? self->wake : self->quiet);
+}
+
+/* Moves messages[head:head + count] into a new tuple, leaving None behind. */
+static PyObject *
+intake_take(Intake *self, Py_ssize_t count)
+{
+    PyObject *taken = PyTuple_New(count);
+    if (taken == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        /* The reference moves from the list to the tuple. */
+        PyTuple_SET_ITEM(taken, i, PyList_GET_ITEM(self->messages, self->head + i));
+        PyList_SET_ITEM(self->messages, self->head + i, Py_NewRef(Py_None));
+    }
+    self->head += count;
+    Py_ssize_t length = PyList_GET_SIZE(self->messages);
+    /* Drop the spent slots once they are most of the list: amortised O(1) per message. */
+    if (self->head == length || (self->head >= 1024 && self->head * 2 >= length)) {
+        if (PyList_SetSlice(self->messages, 0, self->head, NULL) < 0) {
+            Py_DECREF(taken);
+            return NULL; /* cannot happen once the list exists: shrinking never allocates */
+        }
+        self->head = 0;
+    }
+    return taken;
+}
+
+static PyObject *
+intake_take_batch(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    Intake *self = (Intake *)op;
+    int from_full = self->full_head < self->full_length;
+    FullBatch first = from_full ? self->full[self->full_head]
+                                : (FullBatch){PyList_GET_SIZE(self->messages) - self->head, self->tail_bytes, 0.0};
+    PyObject *taken = intake_take(self, first.count);
+    if (taken == NULL) {
+        return NULL;
+    }
+    if (from_full) {
+        self->full_head++;
+    }
+    else {
+        self->tail_count = self->tail_bytes = 0; /* the open batch was the whole queue */
+    }
+    if (first.count) {
+        self->queued_bytes -= first.bytes + 1 - first.count;
+    }
+    return taken;
+}
+
+static PyObject *
+intake_take_all(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    Intake *self = (Intake *)op;
+    PyObject *taken = intake_take(self, PyList_GET_SIZE(self->messages) - self->head);
+    if (taken == NULL) {
+        return NULL;
+    }
+    self->full_head = self->full_length = 0;
+    self->queued_bytes = self->tail_count = self->tail_bytes = 0;
+    return taken;
+}
+
+static PyObject *
+intake_get_depth(PyObject *op, void *Py_UNUSED(closure))
+{
+    Intake *self = (Intake *)op;
+    return PyLong_FromSsize_t(PyList_GET_SIZE(self->messages) - self->head);
+}
+
+static PyObject *
+intake_get_head_full(PyObject *op, void *Py_UNUSED(closure))
+{
+    Intake *self = (Intake *)op;
+    return PyBool_FromLong(self->full_head < self->full_length);
+}
+
+static PyObject *
+intake_get_head_since(PyObject *op, void *Py_UNUSED(closure))
+{
+    Intake *self = (Intake *)op;
+    return PyFloat_FromDouble(self->full_head < self->full_length ? self->full[self->full_head].since
+                                                                   : self->tail_since);
+}
+
+static PyObject *
+intake_get_accepting(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((Intake *)op)->accepting);
+}
+
+static int
+intake_set_accepting(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "accepting cannot be deleted");
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    ((Intake *)op)->accepting = truth;
+    return 0;
+}
+
+static PyObject *
+intake_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"max_messages", "max_bytes", "batch_size", "batch_budget", "max_message_bytes",
+                               "wake", "quiet", NULL};
+    Py_ssize_t max_messages, max_bytes, batch_size, batch_budget, max_message_bytes;
+    PyObject *wake, *quiet;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nnnnnOO:Intake", keywords, &max_messages, &max_bytes,
+                                     &batch_size, &batch_budget, &max_message_bytes, &wake, &quiet)) {
+        return NULL;
+    }
+    Intake *self = (Intake *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->messages = PyList_New(0);
+    if (self->messages == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->max_messages = max_messages;
+    self->max_bytes = max_bytes;
+    self->batch_size = batch_size;
+    self->batch_budget = batch_budget;
+    self->max_message_bytes = max_message_bytes;
+    self->wake = Py_NewRef(wake);
+    self->quiet = Py_NewRef(quiet);
+    self->accepting = 1;
+    return (PyObject *)self;
+}
+
+static int
+intake_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Intake *self = (Intake *)op;
+    Py_VISIT(self->messages);
+    Py_VISIT(self->wake);
+    Py_VISIT(self->quiet);
+    return 0;
+}
+
+static int
+intake_clear(PyObject *op)
+{
+    Intake *self = (Intake *)op;
+    Py_CLEAR(self->wake);
+    Py_CLEAR(self->quiet);
+    return 0;
+}
+
+static void
+intake_dealloc(PyObject *op)
+{
+    Intake *self = (Intake *)op;
+    PyObject_GC_UnTrack(op);
+    intake_clear(op);
+    Py_CLEAR(self->messages);
+    PyMem_Free(self->full);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject *
+intake_repr(PyObject *op)
+{
+    Intake *self = (Intake *)op;
+    return PyUnicode_FromFormat("<Intake depth=%zd bytes=%zd>", PyList_GET_SIZE(self->messages) - self->head,
+                                self->queued_bytes);
+}
+
+static PyMethodDef intake_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))intake_add, METH_FASTCALL,
+     "add(data, now)\n--\n\nQueue one encoded message: wake, quiet, or None if refused."},
+    {"take_batch", intake_take_batch, METH_NOARGS,
+     "take_batch()\n--\n\nRemove and return the first batch: the first full one, else the whole queue."},
+    {"take_all", intake_take_all, METH_NOARGS, "take_all()\n--\n\nRemove and return every queued message."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef intake_members[] = {
+    {"next_seq", T_LONGLONG, offsetof(Intake, next_seq), READONLY, "The sequence number the next message takes."},
+    {"queued_bytes", T_PYSSIZET, offsetof(Intake, queued_bytes), READONLY, "The queued messages' own bytes."},
+    {"max_messages", T_PYSSIZET, offsetof(Intake, max_messages), READONLY, NULL},
+    {"max_bytes", T_PYSSIZET, offsetof(Intake, max_bytes), READONLY, NULL},
+    {"batch_size", T_PYSSIZET, offsetof(Intake, batch_size), READONLY, NULL},
+    {"batch_budget", T_PYSSIZET, offsetof(Intake, batch_budget), READONLY, NULL},
+    {"max_message_bytes", T_PYSSIZET, offsetof(Intake, max_message_bytes), READONLY, NULL},
+    {"wake", T_OBJECT, offsetof(Intake, wake), READONLY, NULL},
+    {"quiet", T_OBJECT, offsetof(Intake, quiet), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef intake_getset[] = {
+    {"depth", intake_get_depth, NULL, "Messages queued.", NULL},
+    {"head_full", intake_get_head_full, NULL, "Whether the first batch is full.", NULL},
+    {"head_since", intake_get_head_since, NULL, "When the first batch's first message was queued.", NULL},
+    {"accepting", intake_get_accepting, intake_set_accepting, "Whether add may accept.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject IntakeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "segment_core._speedups.Intake",
+    .tp_basicsize = sizeof(Intake),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = intake_new,
+    .tp_traverse = intake_traverse,
+    .tp_clear = intake_clear,
+    .tp_dealloc = intake_dealloc,
+    .tp_repr = intake_repr,
+    .tp_methods = intake_methods,
+    .tp_members = intake_members,
+    .tp_getset = intake_getset,
+    .tp_doc = "The engine's queue of encoded messages and its batch boundaries (see _intake.PyIntake).",
+};
+
 static PyObject *
 configure(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -651,7 +982,8 @@ PyInit__speedups(void)
     TrackType = PyUnicode_InternFromString("track");
     SixtyFour = PyLong_FromLong(64);
     BytesPerDraw = PyLong_FromLong(ID_BYTES_PER_DRAW);
-    if (PyType_Ready(&MessageIdsType) < 0) {
+    if (PyType_Ready(&MessageIdsType) < 0 || PyType_Ready(&IntakeType) < 0
+        || PyModule_AddObjectRef(module, "Intake", (PyObject *)&IntakeType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
