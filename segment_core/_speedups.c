@@ -412,24 +412,40 @@ done:
 }
 
 /* The UUID4 text of 128 bits given as two words: version and variant set, 32 hex digits with dashes. */
+/* Two lower-case hex digits per byte value: a UUID is written a byte, not a digit, at a time. */
+static char HexPairs[256][2];
+
+/* Writes the 16 hex digits of word at `at`, a byte at a time from the most significant. */
+static inline void
+put_hex_word(char *at, unsigned long long word, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        memcpy(at + 2 * i, HexPairs[word & 0xFF], 2);
+        word >>= 8;
+    }
+}
+
 static PyObject *
 uuid4_from_words(unsigned long long high, unsigned long long low)
 {
     high = (high & ~0xF000ULL) | 0x4000ULL;                             /* version 4 */
     low = (low & ~(0xC000ULL << 48)) | (0x8000ULL << 48);              /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    char text[36];
-    int at = 35;
-    for (int i = 0; i < 32; i++) {
-        /* Digits from the last: the low word gives the last 16, the high word the first 16. */
-        unsigned long long word = i < 16 ? low : high;
-        int shift = (i % 16) * 4;
-        if (at == 23 || at == 18 || at == 13 || at == 8) {
-            text[at--] = '-';
-        }
-        text[at--] = hex[(word >> shift) & 0xF];
+    PyObject *text = PyUnicode_New(36, 127);
+    if (text == NULL) {
+        return NULL;
     }
-    return PyUnicode_FromStringAndSize(text, 36);
+    /* 8-4-4-4-12 hex digits: the high word gives the first three groups, the low word the rest. */
+    char *at = (char *)PyUnicode_1BYTE_DATA(text);
+    put_hex_word(at, high >> 32, 4);
+    at[8] = '-';
+    put_hex_word(at + 9, (high >> 16) & 0xFFFF, 2);
+    at[13] = '-';
+    put_hex_word(at + 14, high & 0xFFFF, 2);
+    at[18] = '-';
+    put_hex_word(at + 19, low >> 48, 2);
+    at[23] = '-';
+    put_hex_word(at + 24, low & 0xFFFFFFFFFFFFULL, 6);
+    return text;
 }
 
 /* str(uuid.UUID(int=bits & (2**128 - 1), version=4)): set the version and variant bits, then write
@@ -967,6 +983,11 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; i++) {
+        HexPairs[i][0] = hex[i >> 4];
+        HexPairs[i][1] = hex[i & 0xF];
+    }
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) {
         return NULL;
