@@ -19,6 +19,7 @@ kept. All state transitions are the two tables below.
 from __future__ import annotations
 
 import enum
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -344,9 +345,10 @@ class Engine:
         # The queue, and where its batches close: a batch's messages and commas fit in what the
         # envelope leaves of the request limit. It outlives a fork reset: sequence numbers go on.
         self._intake: PyIntake[Enqueued] = Intake(
-            max_messages=config.max_queue_size,
-            max_bytes=config.max_queue_bytes,
-            batch_size=config.upload_size,
+            # Past sys.maxsize a limit cannot be reached anyway; the C intake counts in ssize_t.
+            max_messages=min(config.max_queue_size, sys.maxsize),
+            max_bytes=min(config.max_queue_bytes, sys.maxsize),
+            batch_size=min(config.upload_size, sys.maxsize),
             batch_budget=MAX_BATCH_BYTES - self._builder.envelope_bytes,
             max_message_bytes=MAX_MESSAGE_BYTES,
             wake=_WAKE,

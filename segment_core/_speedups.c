@@ -411,11 +411,10 @@ done:
     return result;
 }
 
-/* The UUID4 text of 128 bits given as two words: version and variant set, 32 hex digits with dashes. */
 /* Two lower-case hex digits per byte value: a UUID is written a byte, not a digit, at a time. */
 static char HexPairs[256][2];
 
-/* Writes the 16 hex digits of word at `at`, a byte at a time from the most significant. */
+/* Writes the low `bytes` bytes of word at `at` as 2 * bytes hex digits, most significant first. */
 static inline void
 put_hex_word(char *at, unsigned long long word, int bytes)
 {
@@ -425,6 +424,7 @@ put_hex_word(char *at, unsigned long long word, int bytes)
     }
 }
 
+/* The UUID4 text of 128 bits given as two words: version and variant set, 32 hex digits with dashes. */
 static PyObject *
 uuid4_from_words(unsigned long long high, unsigned long long low)
 {
@@ -596,8 +596,9 @@ message_ids(PyObject *Py_UNUSED(module), PyObject *random_bytes)
 /* Intake: _intake.PyIntake in C, the engine's queue and its batch boundaries. Engine.enqueue runs
  * once a call on the caller's thread and is nothing but Intake.add; as Python, its attribute reads
  * and writes cost about a seventh of a whole call. _intake.py is the specification: the same
- * state by the same rules (tests/test_intake.py drives both with hypothesis). Under the GIL and
- * running no Python code, add and the takes are atomic, as the engine's callers expect. */
+ * state by the same rules (tests/test_intake.py drives both with hypothesis). Under the GIL, add
+ * and the takes are atomic, as the engine's callers expect: add runs no Python code once it has
+ * read the state, and a take re-reads it after the one allocation that could (a collection). */
 
 typedef struct {
     Py_ssize_t count;
@@ -703,43 +704,62 @@ intake_add(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(depth == 0 ? self->wake : self->quiet);
 }
 
-/* Moves messages[head:head + count] into a new tuple, leaving None behind. */
-static PyObject *
-intake_take(Intake *self, Py_ssize_t count)
+/* The first batch as take_batch finds it: a full one recorded by add, else the whole queue. */
+static FullBatch
+intake_first_batch(Intake *self, int *from_full)
 {
-    PyObject *taken = PyTuple_New(count);
-    if (taken == NULL) {
-        return NULL;
+    *from_full = self->full_head < self->full_length;
+    if (*from_full) {
+        return self->full[self->full_head];
     }
+    return (FullBatch){PyList_GET_SIZE(self->messages) - self->head, self->tail_bytes, 0.0};
+}
+
+/* Moves messages[head:head + count] into `taken`, leaving None behind: no allocation, no Python
+ * code, so nothing can change the intake in between. */
+static void
+intake_move(Intake *self, PyObject *taken, Py_ssize_t count)
+{
     for (Py_ssize_t i = 0; i < count; i++) {
-        /* The reference moves from the list to the tuple. */
         PyTuple_SET_ITEM(taken, i, PyList_GET_ITEM(self->messages, self->head + i));
         PyList_SET_ITEM(self->messages, self->head + i, Py_NewRef(Py_None));
     }
     self->head += count;
     Py_ssize_t length = PyList_GET_SIZE(self->messages);
-    /* Drop the spent slots once they are most of the list: amortised O(1) per message. */
+    /* Drop the spent slots once they are most of the list: amortised O(1) per message. Optional:
+     * if it fails (out of memory), the slots stay until the next take. */
     if (self->head == length || (self->head >= 1024 && self->head * 2 >= length)) {
         if (PyList_SetSlice(self->messages, 0, self->head, NULL) < 0) {
-            Py_DECREF(taken);
-            return NULL; /* cannot happen once the list exists: shrinking never allocates */
+            PyErr_Clear();
         }
-        self->head = 0;
+        else {
+            self->head = 0;
+        }
     }
-    return taken;
 }
 
 static PyObject *
 intake_take_batch(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     Intake *self = (Intake *)op;
-    int from_full = self->full_head < self->full_length;
-    FullBatch first = from_full ? self->full[self->full_head]
-                                : (FullBatch){PyList_GET_SIZE(self->messages) - self->head, self->tail_bytes, 0.0};
-    PyObject *taken = intake_take(self, first.count);
-    if (taken == NULL) {
-        return NULL;
+    int from_full, still_from_full;
+    FullBatch first = intake_first_batch(self, &from_full);
+    PyObject *taken;
+    for (;;) {
+        /* Allocating may run a collection, and finalizers that call add: read again after. */
+        taken = PyTuple_New(first.count);
+        if (taken == NULL) {
+            return NULL;
+        }
+        FullBatch now = intake_first_batch(self, &still_from_full);
+        if (still_from_full == from_full && now.count == first.count && now.bytes == first.bytes) {
+            break;
+        }
+        Py_DECREF(taken); /* a finalizer added a message meanwhile */
+        first = now;
+        from_full = still_from_full;
     }
+    intake_move(self, taken, first.count);
     if (from_full) {
         self->full_head++;
     }
@@ -756,10 +776,21 @@ static PyObject *
 intake_take_all(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     Intake *self = (Intake *)op;
-    PyObject *taken = intake_take(self, PyList_GET_SIZE(self->messages) - self->head);
-    if (taken == NULL) {
-        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(self->messages) - self->head;
+    PyObject *taken;
+    for (;;) {
+        taken = PyTuple_New(count); /* as in take_batch: read again after allocating */
+        if (taken == NULL) {
+            return NULL;
+        }
+        Py_ssize_t now = PyList_GET_SIZE(self->messages) - self->head;
+        if (now == count) {
+            break;
+        }
+        Py_DECREF(taken); /* a finalizer added a message meanwhile */
+        count = now;
     }
+    intake_move(self, taken, count);
     self->full_head = self->full_length = 0;
     self->queued_bytes = self->tail_count = self->tail_bytes = 0;
     return taken;

@@ -216,3 +216,68 @@ def test_the_c_intake_is_collected_in_a_cycle() -> None:
     del holder, intake
     gc.collect()
     assert alive() is None
+
+
+@pytest.mark.parametrize("kind", [CIntake, PyIntake])
+def test_a_finalizer_that_adds_during_a_take_leaves_the_queue_whole(kind: Any) -> None:
+    """Making the taken tuple may run a collection; a finalizer's add must land in the queue, not corrupt it."""
+    intake = kind(
+        max_messages=100,
+        max_bytes=10**6,
+        batch_size=26,
+        batch_budget=10**6,
+        max_message_bytes=100,
+        wake=WAKE,
+        quiet=QUIET,
+    )
+    for index in range(25):
+        intake.add(b"m%d" % index, 0.0)
+    said: list[Any] = []
+
+    class AddsWhenCollected:
+        def __del__(self) -> None:
+            said.append(intake.add(b"late", 1.0))
+
+    garbage = AddsWhenCollected()
+    garbage.cycle = garbage  # type: ignore[attr-defined]
+    del garbage
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        taken = intake.take_batch()
+    finally:
+        gc.set_threshold(*threshold)
+    assert said in ([QUIET], [WAKE])  # the finalizer ran during the take
+    # Whichever batch the take saw, what is left is consistent: fewer than 26 messages cannot be a
+    # full batch, and batches drain in order to exactly what was added.
+    assert not intake.head_full
+    left_bytes = intake.queued_bytes
+    left = intake.take_all()
+    assert left_bytes == sum(map(len, left))
+    assert taken + left == (*(b"m%d" % index for index in range(25)), b"late")
+
+
+def test_a_compaction_that_runs_out_of_memory_loses_nothing() -> None:
+    testcapi = pytest.importorskip("_testcapi")
+    intake = CIntake(
+        max_messages=10**6,
+        max_bytes=10**9,
+        batch_size=1,
+        batch_budget=10**6,
+        max_message_bytes=100,
+        wake=WAKE,
+        quiet=QUIET,
+    )
+    messages = [b"m%d" % index for index in range(2048)]
+    for message in messages:
+        intake.add(message, 0.0)
+    taken = [intake.take_batch() for _ in range(1023)]
+    testcapi.set_nomemory(0, 0)  # every allocation fails, so the list cannot be compacted
+    try:
+        taken.append(intake.take_batch())
+    finally:
+        testcapi.remove_mem_hooks()
+    while intake.depth:
+        taken.append(intake.take_batch())
+    assert [batch for (batch,) in taken] == messages
+    assert intake.queued_bytes == 0
