@@ -31,6 +31,20 @@ def make_both(**limits: int) -> tuple[Any, PyIntake[str]]:
     return CIntake(**limits, wake=WAKE, quiet=QUIET), PyIntake(**limits, wake=WAKE, quiet=QUIET)
 
 
+def new_intake(kind: Any, **limits: Any) -> Any:
+    """An intake of ``kind`` with WAKE/QUIET and limits that only what is given will reach."""
+    settings = {
+        "max_messages": 10**6,
+        "max_bytes": 10**9,
+        "batch_size": 10**6,
+        "batch_budget": 10**6,
+        "max_message_bytes": 10**6,
+        "wake": WAKE,
+        "quiet": QUIET,
+    }
+    return kind(**{**settings, **limits})
+
+
 def observed(intake: Any) -> dict[str, Any]:
     seen = {
         name: getattr(intake, name)
@@ -182,15 +196,7 @@ def test_refusals_and_wrong_arguments(kind: Any) -> None:
 
 def test_taken_messages_are_released() -> None:
     """Taken bytes belong to the caller only: the queue keeps no reference to them."""
-    intake = CIntake(
-        max_messages=10_000,
-        max_bytes=10**9,
-        batch_size=3,
-        batch_budget=10**6,
-        max_message_bytes=10**6,
-        wake=WAKE,
-        quiet=QUIET,
-    )
+    intake = new_intake(CIntake, batch_size=3)
     data = [bytes([i % 256]) * 100 + i.to_bytes(4, "big") for i in range(2_000)]
     for item in data:
         intake.add(item, 0.0)
@@ -208,9 +214,7 @@ def test_the_c_intake_is_collected_in_a_cycle() -> None:
         pass
 
     holder = Holder()
-    intake = CIntake(
-        max_messages=1, max_bytes=1, batch_size=1, batch_budget=1, max_message_bytes=1, wake=holder, quiet=QUIET
-    )
+    intake = new_intake(CIntake, wake=holder)
     holder.intake = intake  # type: ignore[attr-defined]
     alive = weakref.ref(holder)
     del holder, intake
@@ -221,15 +225,7 @@ def test_the_c_intake_is_collected_in_a_cycle() -> None:
 @pytest.mark.parametrize("kind", [CIntake, PyIntake])
 def test_a_finalizer_that_adds_during_a_take_leaves_the_queue_whole(kind: Any) -> None:
     """Making the taken tuple may run a collection; a finalizer's add must land in the queue, not corrupt it."""
-    intake = kind(
-        max_messages=100,
-        max_bytes=10**6,
-        batch_size=26,
-        batch_budget=10**6,
-        max_message_bytes=100,
-        wake=WAKE,
-        quiet=QUIET,
-    )
+    intake = new_intake(kind, batch_size=26)
     for index in range(25):
         intake.add(b"m%d" % index, 0.0)
     said: list[Any] = []
@@ -259,15 +255,7 @@ def test_a_finalizer_that_adds_during_a_take_leaves_the_queue_whole(kind: Any) -
 
 def test_a_compaction_that_runs_out_of_memory_loses_nothing() -> None:
     testcapi = pytest.importorskip("_testcapi")
-    intake = CIntake(
-        max_messages=10**6,
-        max_bytes=10**9,
-        batch_size=1,
-        batch_budget=10**6,
-        max_message_bytes=100,
-        wake=WAKE,
-        quiet=QUIET,
-    )
+    intake = new_intake(CIntake, batch_size=1)
     messages = [b"m%d" % index for index in range(2048)]
     for message in messages:
         intake.add(message, 0.0)
