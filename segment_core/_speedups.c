@@ -598,7 +598,9 @@ message_ids(PyObject *Py_UNUSED(module), PyObject *random_bytes)
  * and writes cost about a seventh of a whole call. _intake.py is the specification: the same
  * state by the same rules (tests/test_intake.py drives both with hypothesis). Under the GIL, add
  * and the takes are atomic, as the engine's callers expect: add runs no Python code once it has
- * read the state, and a take re-reads it after the one allocation that could (a collection). */
+ * read the state, and a take re-reads it after the one allocation that could (a collection).
+ * Unlike the twin, the type is final, add takes no keywords and converts `now` to float first,
+ * and the counters are read-only: the engine needs none of that. */
 
 typedef struct {
     Py_ssize_t count;
