@@ -753,12 +753,12 @@ intake_take_batch(PyObject *op, PyObject *Py_UNUSED(ignored))
         if (taken == NULL) {
             return NULL;
         }
-        FullBatch now = intake_first_batch(self, &still_from_full);
-        if (still_from_full == from_full && now.count == first.count && now.bytes == first.bytes) {
+        FullBatch again = intake_first_batch(self, &still_from_full);
+        if (still_from_full == from_full && again.count == first.count && again.bytes == first.bytes) {
             break;
         }
         Py_DECREF(taken); /* a finalizer added a message meanwhile */
-        first = now;
+        first = again;
         from_full = still_from_full;
     }
     intake_move(self, taken, first.count);
@@ -785,12 +785,12 @@ intake_take_all(PyObject *op, PyObject *Py_UNUSED(ignored))
         if (taken == NULL) {
             return NULL;
         }
-        Py_ssize_t now = PyList_GET_SIZE(self->messages) - self->head;
-        if (now == count) {
+        Py_ssize_t again = PyList_GET_SIZE(self->messages) - self->head;
+        if (again == count) {
             break;
         }
         Py_DECREF(taken); /* a finalizer added a message meanwhile */
-        count = now;
+        count = again;
     }
     intake_move(self, taken, count);
     self->full_head = self->full_length = 0;
