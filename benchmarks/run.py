@@ -7,9 +7,10 @@ Usage, from the repository root (after ``pip install -e '.[bench]'``)::
 Every figure comes from the same workload (:mod:`benchmarks.workload`: a
 ``track`` call with ten properties and a context), from several runs that
 alternate between this project and the reference, each in a fresh process
-(:mod:`benchmarks.child`). The table shows MEDIANS and RATIOS (ours /
-reference): on a shared, noisy machine, ratios from the same run are what
-mean something, not absolute times.
+(:mod:`benchmarks.child`); each of our runs has a reference run of its own
+right before or after it. The table shows MEDIANS and RATIOS (ours /
+reference, pair by pair): on a shared, noisy machine, ratios of runs made
+seconds apart are what mean something, not absolute times.
 
 Figures:
 
@@ -79,7 +80,7 @@ class Settings:
     """How much to measure."""
 
     n: int  # track calls per delivery run
-    rounds: int  # delivery runs per client
+    rounds: int  # delivery runs of each of ours, each paired with a reference run
     memory_n: int  # events queued per memory run
     memory_rounds: int
     shutdown_n: int  # events queued before shutting down with the server down
@@ -87,8 +88,10 @@ class Settings:
     shutdown_cap: float  # seconds the reference may take before it counts as hung
 
 
+# Seven rounds: the median of seven paired ratios holds still on a machine whose speed swings 2x
+# within seconds, where five did not always (about 2.5 minutes in all).
 FULL = Settings(
-    n=8000, rounds=5, memory_n=5000, memory_rounds=3, shutdown_n=1000, shutdown_timeout=None, shutdown_cap=20.0
+    n=8000, rounds=7, memory_n=5000, memory_rounds=3, shutdown_n=1000, shutdown_timeout=None, shutdown_cap=20.0
 )
 QUICK = Settings(
     n=2500, rounds=2, memory_n=2000, memory_rounds=1, shutdown_n=500, shutdown_timeout=2.0, shutdown_cap=5.0
@@ -205,6 +208,7 @@ def collector(directory: Path, name: str) -> Iterator[CollectorProcess]:
 class DeliveryRun:
     impl: str
     round: int
+    pair: str | None  # which of our runtimes a reference run is paired with (ours: itself; the replay: None)
     n: int
     caller_us: float  # wall time of the caller's loop / n
     caller_cpu_us: float  # the caller thread's CPU time in the loop / n
@@ -230,9 +234,26 @@ class DeliveryRun:
         )
 
 
-def delivery_run(impl: str, round_: int, n: int, directory: Path) -> DeliveryRun:
+def round_schedule(round_: int) -> list[tuple[str, str | None]]:
+    """The delivery runs of one round, in order: ``(impl, pair)``.
+
+    Each of our runtimes runs right next to a reference run of its own, so each ratio compares two
+    runs a few seconds apart rather than a whole round apart: this machine's speed swings within
+    seconds. Ours take turns going first, each pair swaps its order from round to round, and the replay
+    (the collector's ceiling, no client) runs once per round, at its end or its start.
+    """
+    shift = round_ % len(OURS)
+    schedule: list[tuple[str, str | None]] = []
+    for impl in OURS[shift:] + OURS[:shift]:
+        pair: list[tuple[str, str | None]] = [("reference", impl), (impl, impl)]
+        schedule += pair if (round_ + OURS.index(impl)) % 2 == 0 else pair[::-1]
+    replay: tuple[str, str | None] = ("replay", None)
+    return [*schedule, replay] if round_ % 2 == 0 else [replay, *schedule]
+
+
+def delivery_run(impl: str, round_: int, n: int, directory: Path, pair: str | None = None) -> DeliveryRun:
     """One delivery run against a fresh collector; checks that every event arrived."""
-    name = f"deliver-{impl}-{round_}"
+    name = f"deliver-{impl}-{round_}-{pair}"
     ids_path = directory / f"{name}.ids"
     with collector(directory, name) as server:
         result = run_child(["deliver", impl, "--n", str(n), "--url", server.url, "--ids", str(ids_path)], timeout=300.0)
@@ -242,6 +263,7 @@ def delivery_run(impl: str, round_: int, n: int, directory: Path) -> DeliveryRun
     run = DeliveryRun(
         impl=impl,
         round=round_,
+        pair=pair,
         n=n,
         caller_us=result["loop_ns"] / n / 1000,
         caller_cpu_us=result["loop_thread_cpu_ns"] / n / 1000,
@@ -372,11 +394,19 @@ def _verdict(passed: bool) -> str:
 
 
 def paired_ratios(runs: Sequence[DeliveryRun], impl: str, versus: str, attribute: str) -> list[float]:
-    """``impl / versus`` for ``attribute``, one per round: both ran back to back, so drift cancels out."""
-    by_round: dict[int, dict[str, float]] = {}
+    """``impl / versus`` for ``attribute``, one per pair of runs that ran back to back.
+
+    Against the reference, each of our runs pairs with the reference run scheduled next to it (see
+    ``round_schedule``); against the replay, every run of ``impl`` pairs with its round's replay.
+    """
+    ratios = []
     for run in runs:
-        by_round.setdefault(run.round, {})[run.impl] = getattr(run, attribute)
-    return [values[impl] / values[versus] for values in by_round.values() if impl in values and versus in values]
+        if run.impl != impl:
+            continue
+        for other in runs:
+            if other.impl == versus and other.round == run.round and (versus != "reference" or other.pair == run.pair):
+                ratios.append(getattr(run, attribute) / getattr(other, attribute))
+    return ratios
 
 
 def _ratio_text(ratios: Sequence[float], inverse: bool = False) -> str:
@@ -388,7 +418,7 @@ def _ratio_text(ratios: Sequence[float], inverse: bool = False) -> str:
 def build_rows(
     runs: list[DeliveryRun], memory: list[MemoryRun], shutdowns: dict[str, ShutdownRun], settings: Settings
 ) -> list[Row]:
-    """The table: medians of each figure, and the median of the per-round ratios (ours / reference)."""
+    """The table: medians of each figure, and the median of the paired ratios (ours / reference)."""
 
     def median_of(impl: str, attribute: str) -> float:
         return _median([getattr(run, attribute) for run in runs if run.impl == impl])
@@ -672,14 +702,12 @@ def measure(settings: Settings, directory: Path) -> dict[str, Any]:
 
     runs: list[DeliveryRun] = []
     for round_ in range(settings.rounds):
-        # Alternate ours and the reference, starting with the other one every round; the replay
-        # (the collector's ceiling, no client) runs once per round too.
-        order = ("threaded", "reference", "asyncio", "trio", "replay")
-        for impl in order if round_ % 2 == 0 else ("reference", "threaded", "replay", "trio", "asyncio"):
-            run = delivery_run(impl, round_, settings.n, directory)
+        for impl, pair in round_schedule(round_):
+            run = delivery_run(impl, round_, settings.n, directory, pair)
             runs.append(run)
+            beside = f" ({pair})" if impl == "reference" else ""
             log(
-                f"figures 1/2 round {round_} {impl:9}: {run.caller_us:7.1f} µs/call "
+                f"figures 1/2 round {round_} {impl:9}{beside:10}: {run.caller_us:7.1f} µs/call "
                 f"({run.caller_cpu_us:.1f} µs CPU, {run.calls_only_us:.1f} µs calls only), "
                 f"{run.events_per_second:8.0f} events/s, "
                 f"{run.stored_unique}/{run.sent} stored{'  LOST EVENTS' if run.lost else ''}"
@@ -707,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs: about 30 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
-    parser.add_argument("--rounds", type=int, default=None, help="delivery runs per client (overrides the preset)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of delivery runs (overrides the preset)")
     parser.add_argument("--n", type=int, default=None, help="track calls per delivery run (overrides the preset)")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -723,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"segment-sansio {report['versions']['segment-sansio']} vs segment-analytics-python "
         f"{report['versions']['segment-analytics-python']}: medians of {settings.rounds} alternating runs "
         f"of {settings.n} track calls ({settings.memory_rounds} for memory); ratio = ours / reference, the median "
-        "[and range] of the per-round ratios"
+        "[and range] of the ratios of runs paired back to back"
     )
     print(
         f"machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs, "
