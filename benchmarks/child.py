@@ -11,7 +11,9 @@ Modes:
   the client delivers to the collector at ``--url``, then flush and shut down
   (ours: ``flush()`` + ``shutdown()``; reference: ``flush()`` + ``join()``, its
   ``shutdown()``). Writes the messageIds the calls returned to ``--ids`` so
-  that the parent can check them against what the collector stored.
+  that the parent can check them against what the collector stored. Our async
+  clients are called from their event loop, which the caller's loop yields to
+  every 10 calls; ``--loop asyncio|trio`` calls the reference the same way.
 - ``memory``: with the server down (a bound, non-listening port) and
   ``upload_interval=3600``, enqueue N events under tracemalloc and report the
   Python memory still held per queued event, and the mean JSON size of the
@@ -30,6 +32,7 @@ import asyncio
 import base64
 import gc
 import http.client
+import inspect
 import json
 import logging
 import os
@@ -138,10 +141,26 @@ def _deliver_threaded(impl: str, url: str, n: int) -> tuple[dict[str, Any], list
     return result, ids
 
 
+async def _settled(value: object) -> None:
+    """Await ``value`` if it is awaitable: our async clients' flush() is, the reference's blocks."""
+    if inspect.isawaitable(value):
+        await value
+
+
 async def _measure_async(
-    client: Any, n: int, errors: _Errors, yield_to_loop: Callable[[], Awaitable[None]]
+    client: Any,
+    n: int,
+    errors: _Errors,
+    yield_to_loop: Callable[[], Awaitable[None]],
+    stop: Callable[[], object] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Time n calls on an async client (asyncio or trio), yielding to its loop every ASYNC_CHUNK calls."""
+    """Time n calls from an event loop (asyncio or trio), yielding to it every ASYNC_CHUNK calls.
+
+    ``client`` is one of our async clients, or the reference called from the loop as async services
+    call it today (its worker is a thread; its flush() blocks the loop, after the timed loop).
+    ``stop`` ends delivery after flush(): by default the client's shutdown().
+    """
+    stop = client.shutdown if stop is None else stop
     warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
     calls = make_calls(n, seed=_WORKLOAD_SEED)
     ids: list[str] = []
@@ -150,7 +169,7 @@ async def _measure_async(
         ok, msg = client.track(**kwargs)
         ids.append(msg["messageId"])
         failed_calls += not ok
-    await client.flush()
+    await _settled(client.flush())
     track = client.track
     append = ids.append
     gc.collect()
@@ -168,9 +187,9 @@ async def _measure_async(
         await yield_to_loop()
     c1 = time.thread_time_ns()
     t1 = time.perf_counter_ns()
-    await client.flush()
+    await _settled(client.flush())
     t2 = time.perf_counter_ns()
-    await client.shutdown()
+    await _settled(stop())
     t3 = time.perf_counter_ns()
     result = {
         "loop_ns": t1 - t0,
@@ -184,34 +203,50 @@ async def _measure_async(
     return result, ids
 
 
-async def _deliver_asyncio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+async def _deliver_asyncio(
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+) -> tuple[dict[str, Any], list[str]]:
     from segment_runtimes.asyncio import AsyncClient
 
     errors = _Errors()
     client = AsyncClient(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
-    return await _measure_async(client, n, errors, lambda: asyncio.sleep(0))
+    return await _measure_async(client, n, errors, yield_to_loop)
 
 
-async def _deliver_trio(url: str, n: int) -> tuple[dict[str, Any], list[str]]:
-    import trio
-
+async def _deliver_trio(
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+) -> tuple[dict[str, Any], list[str]]:
     from segment_runtimes.trio import open_client
 
     errors = _Errors()
     async with open_client(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000) as client:
-        return await _measure_async(client, n, errors, lambda: trio.sleep(0))
+        return await _measure_async(client, n, errors, yield_to_loop)
 
 
-def deliver(impl: str, url: str, n: int, ids_path: str) -> dict[str, Any]:
-    """Time N calls and their delivery; write every returned messageId (warm-up included) to ids_path."""
+async def _deliver_reference_in_loop(
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+) -> tuple[dict[str, Any], list[str]]:
+    errors = _Errors()
+    client = _client_class("reference")(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    return await _measure_async(client, n, errors, yield_to_loop, stop=client.join)  # as in _deliver_threaded
+
+
+def deliver(impl: str, url: str, n: int, ids_path: str, loop: str | None = None) -> dict[str, Any]:
+    """Time N calls and their delivery; write every returned messageId (warm-up included) to ids_path.
+
+    ``loop`` ("asyncio" or "trio"): call the reference from that event loop, as our client of
+    that name is called, so that a pair's two runs differ only in the client.
+    """
     if impl == "replay":
         return replay(url, n, ids_path)
-    if impl == "asyncio":
-        result, ids = asyncio.run(_deliver_asyncio(url, n))
-    elif impl == "trio":
+    if impl == "asyncio" or (impl == "reference" and loop == "asyncio"):
+        deliver_in_asyncio = _deliver_asyncio if impl == "asyncio" else _deliver_reference_in_loop
+        result, ids = asyncio.run(deliver_in_asyncio(url, n, lambda: asyncio.sleep(0)))
+    elif impl == "trio" or (impl == "reference" and loop == "trio"):
         import trio
 
-        result, ids = trio.run(_deliver_trio, url, n)
+        deliver_in_trio = _deliver_trio if impl == "trio" else _deliver_reference_in_loop
+        result, ids = trio.run(deliver_in_trio, url, n, lambda: trio.sleep(0))
     else:
         result, ids = _deliver_threaded(impl, url, n)
     with open(ids_path, "w", encoding="ascii") as out:
@@ -418,11 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="collector URL (deliver)")
     parser.add_argument("--ids", help="file to write the returned messageIds to (deliver)")
     parser.add_argument("--timeout", type=float, default=None, help="our shutdown timeout (shutdown)")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "trio"), help="call the reference from this event loop, as ours is (deliver)"
+    )
     args = parser.parse_args(argv)
     if args.mode == "deliver":
         if not args.url or not args.ids:
             parser.error("deliver needs --url and --ids")
-        result = deliver(args.impl, args.url, args.n, args.ids)
+        result = deliver(args.impl, args.url, args.n, args.ids, args.loop)
     elif args.mode == "memory":
         result = memory(args.impl, args.n)
     else:
