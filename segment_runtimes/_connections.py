@@ -440,12 +440,23 @@ class _TrioConnection:
         await trio.aclose_forcefully(self.stream)  # no close_notify wait on a silent server
 
 
+async def _trio_wait(wait: Callable[[socket.socket], Awaitable[None]], sock: socket.socket, deadline: float) -> bool:
+    """``await wait(sock)`` (trio's wait_readable or wait_writable) until ``deadline``; False if it passed first."""
+    import trio  # noqa: PLC0415
+
+    with trio.CancelScope(deadline=deadline) as scope:
+        await wait(sock)
+    return not scope.cancelled_caught
+
+
 class _TrioPlainConnection:
     """Plain TCP under trio on the bare non-blocking socket.
 
     trio's stream and socket wrappers yield to the scheduler after every send and receive (a
     whole loop turn each) and cost most of an exchange's Python; here a send or receive that
     cannot go on at once waits with wait_writable/wait_readable, the one checkpoint it needs.
+    Only such a wait gets a cancel scope (entering and leaving one is some 25 Python calls):
+    a batch usually fits the socket's buffer, so its send needs none.
     """
 
     __slots__ = ("idle_since", "sock", "timeout")
@@ -463,32 +474,30 @@ class _TrioPlainConnection:
         import trio  # noqa: PLC0415
 
         sock = self.sock
+        deadline = trio.current_time() + self.timeout  # for the whole write
+        unsent = memoryview(head + body)
         try:
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                unsent = memoryview(head + body)
-                while unsent:
-                    try:
-                        unsent = unsent[sock.send(unsent) :]
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(sock)
+            while unsent:
+                try:
+                    unsent = unsent[sock.send(unsent) :]
+                except BlockingIOError:
+                    if not await _trio_wait(trio.lowlevel.wait_writable, sock, deadline):
+                        raise httpx.WriteTimeout("timed out writing the request") from None
         except OSError as exc:
             raise httpx.WriteError(_cause_text(exc)) from None
-        if scope.cancelled_caught:
-            raise httpx.WriteTimeout("timed out writing the request")
         parser = ResponseParser(head_request=head_request)
         while True:
+            deadline = trio.current_time() + self.timeout  # for each read
             try:
-                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                    while True:
-                        try:
-                            received = sock.recv(_RECEIVE_BYTES)
-                            break
-                        except BlockingIOError:
-                            await trio.lowlevel.wait_readable(sock)
+                while True:
+                    try:
+                        received = sock.recv(_RECEIVE_BYTES)
+                        break
+                    except BlockingIOError:
+                        if not await _trio_wait(trio.lowlevel.wait_readable, sock, deadline):
+                            raise httpx.ReadTimeout("timed out reading the response") from None
             except OSError as exc:
                 raise httpx.ReadError(_cause_text(exc)) from None
-            if scope.cancelled_caught:
-                raise httpx.ReadTimeout("timed out reading the response")
             response = _read_response(parser, received)
             if response is not None:
                 return response
