@@ -74,9 +74,11 @@ class AsyncClient(AsyncClientBase):
                     return
                 deadline = engine.next_deadline()
                 wake.clear()
-                timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                if deadline is None:  # the usual wait while a batch is in flight: no timeout to arm
+                    await wake.wait()
+                    continue
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio_within(timeout, wake.wait())  # once a batch: no task per wait
+                    await asyncio_within(max(deadline - time.monotonic(), 0.0), wake.wait())  # no task per wait
         except asyncio.CancelledError:
             if engine.state is not EngineState.CLOSED:
                 self._abandon_now()

@@ -71,7 +71,10 @@ class TrioClient(AsyncClientBase):
                         break
                     deadline = engine.next_deadline()
                     self._wake = wake = trio.Event()
-                    with trio.move_on_at(math.inf if deadline is None else trio.current_time() + _until(deadline)):
+                    if deadline is None:  # the usual wait while a batch is in flight: no cancel scope to pay for
+                        await wake.wait()
+                        continue
+                    with trio.move_on_at(trio.current_time() + _until(deadline)):
                         await wake.wait()
                 requests.cancel_scope.cancel()
         finally:
