@@ -758,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"segment-sansio {report['versions']['segment-sansio']} vs segment-analytics-python "
-        f"{report['versions']['segment-analytics-python']}: medians of {settings.rounds} alternating runs "
+        f"{report['versions']['segment-analytics-python']}: medians of {settings.rounds} rounds of paired runs "
         f"of {settings.n} track calls ({settings.memory_rounds} for memory); ratio = ours / reference, the median "
         "[and range] of the ratios of runs paired back to back"
     )
