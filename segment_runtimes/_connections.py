@@ -228,17 +228,27 @@ class _SyncConnection:
             self.sock.close()
 
 
+def _unsent(head: bytes, body: bytes) -> list[memoryview]:
+    """Head and body as the buffers to hand to ``_send_some``: a 90 KB batch is never copied to join them."""
+    return [memoryview(part) for part in (head, body) if part]
+
+
+def _send_some(sock: socket.socket, buffers: list[memoryview]) -> None:
+    """One system call for as much of ``buffers`` as the kernel takes; the rest stays in ``buffers``."""
+    sent = sock.sendmsg(buffers)
+    while sent:
+        if sent >= len(buffers[0]):
+            sent -= len(buffers.pop(0))
+        else:
+            buffers[0] = buffers[0][sent:]
+            sent = 0
+
+
 def _send_both(sock: socket.socket, head: bytes, body: bytes) -> None:
-    """Write head and body in one system call where the kernel takes it all, without joining them."""
-    buffers = [memoryview(part) for part in (head, body) if part]
+    """Write head and body, in one system call where the kernel takes it all."""
+    buffers = _unsent(head, body)
     while buffers:
-        sent = sock.sendmsg(buffers)
-        while sent:
-            if sent >= len(buffers[0]):
-                sent -= len(buffers.pop(0))
-            else:
-                buffers[0] = buffers[0][sent:]
-                sent = 0
+        _send_some(sock, buffers)
 
 
 class SyncConnections:
@@ -475,11 +485,11 @@ class _TrioPlainConnection:
 
         sock = self.sock
         deadline = trio.current_time() + self.timeout  # for the whole write
-        unsent = memoryview(head + body)
+        unsent = _unsent(head, body)
         try:
             while unsent:
                 try:
-                    unsent = unsent[sock.send(unsent) :]
+                    _send_some(sock, unsent)
                 except BlockingIOError:
                     if not await _trio_wait(trio.lowlevel.wait_writable, sock, deadline):
                         raise httpx.WriteTimeout("timed out writing the request") from None

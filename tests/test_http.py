@@ -245,6 +245,37 @@ def test_a_server_that_never_answers_times_out(mode: str) -> None:
     assert outcome.detail.startswith("ReadTimeout")
 
 
+def test_a_body_larger_than_the_socket_buffers_arrives_whole(mode: str) -> None:
+    # 16 MiB cannot sit in the kernel's buffers at once: the client sends it in parts, waiting
+    # for the socket in between, and the head and body must come out of that in order.
+    body = bytes(range(256)) * (16 * 1024 * 4)
+    received = bytearray()
+
+    def handle(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(65536)
+        head, _, rest = head.partition(b"\r\n\r\n")
+        received.extend(rest)
+        while len(received) < len(body):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            received.extend(chunk)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    server = RawServer(handle)
+    template = batch_request(f"{server.url}/v1/batch")
+    request = Request(
+        id=0, purpose=template.purpose, method="POST", url=template.url, headers=template.headers, body=body
+    )
+    outcome = perform_one(mode, request)
+    server.join()
+    assert isinstance(outcome, Response)
+    assert outcome.status == 200
+    assert received == body
+
+
 def test_a_server_that_never_reads_times_out_writing(mode: str) -> None:
     # Never accepting: once the kernel's buffers on both ends are full, the write waits.
     big = batch_request("")
