@@ -68,9 +68,9 @@ def stage_timings(repeat: int) -> list[tuple[str, float]]:
     from segment.analytics.request import DatetimeSerializer
     from segment.analytics.utils import clean as reference_clean
 
-    from segment_core._build import build_message, format_timestamp, message_ids
-    from segment_core._clean import clean_dict
     from segment_core._engine import Engine, EngineConfig
+    from segment_core._message_builder import build_message, format_timestamp, message_ids
+    from segment_core._value_cleaning import clean_dict
     from segment_runtimes.threaded import Client
 
     call = make_calls(1)[0]
@@ -277,8 +277,8 @@ def profile_collector(n: int, limit: int, out: Path | None) -> list[str]:
     import base64
     import http.client
 
-    from segment_runtimes import _collector_server
     from segment_runtimes.collector import Collector
+    from segment_runtimes.collector import _server as _collector_server
 
     from .child import replay_bodies
 

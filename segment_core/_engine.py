@@ -26,20 +26,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from ._build import BuiltMessage, build_from_struct, format_timestamp, message_id_from_bits
-from ._constants import (
-    DEFAULT_HOST,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RATE_LIMIT_DURATION,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
-    DEFAULT_UPLOAD_INTERVAL,
-    DEFAULT_UPLOAD_SIZE,
-    MAX_BATCH_BYTES,
-    MAX_MESSAGE_BYTES,
-)
+from ._batch_requests import BatchRequestBuilder, basic_authorization
 from ._errors import (
     ClientClosed,
     ConfigurationError,
@@ -61,15 +48,28 @@ from ._events import (
     Response,
     TransportFailure,
 )
-from ._intake import Intake, PyIntake
+from ._message_builder import BuiltMessage, build_from_struct, format_timestamp, message_id_from_bits
+from ._message_queue import Intake, PyIntake
 from ._messages import Message
-from ._requests import BatchRequestBuilder, basic_authorization
-from ._retry import (
+from ._retry_policy import (
     Verdict,
     api_error_from_response,
     backoff_delay,
     classify_status,
     parse_retry_after,
+)
+from .limits import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_RATE_LIMIT_DURATION,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+    DEFAULT_UPLOAD_INTERVAL,
+    DEFAULT_UPLOAD_SIZE,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
 )
 
 __all__ = [
@@ -335,7 +335,7 @@ class Engine:
         self._oauth = config.oauth is not None
         if authorizer is None:
             if config.oauth is not None:
-                from ._oauth import TokenManager  # noqa: PLC0415 - PyJWT only when OAuth is on
+                from ._oauth_tokens import TokenManager  # noqa: PLC0415 - PyJWT only when OAuth is on
 
                 authorizer = TokenManager(config.oauth, random=random)
             else:

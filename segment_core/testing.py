@@ -30,8 +30,7 @@ from typing import Any
 
 import msgspec
 
-from ._build import BuiltMessage, build_message, message_id_from_bits
-from ._calls import CallMethods
+from ._call_api import CallMethods
 from ._engine import Engine, EngineConfig, Enqueued
 from ._errors import DeliveryError
 from ._events import (
@@ -43,6 +42,7 @@ from ._events import (
     TransportFailure,
     TransportFailureKind,
 )
+from ._message_builder import BuiltMessage, build_message, message_id_from_bits
 
 __all__ = [
     "DEFAULT_WALL_START",

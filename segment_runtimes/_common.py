@@ -18,16 +18,18 @@ from typing import Any, Final
 import msgspec
 
 from segment_core import (
-    DEFAULT_HOST,
+    BuiltMessage,
+    CallMethods,
     ConfigurationError,
     DeliveryError,
+    EngineConfig,
+    Enqueued,
     MessagesFailed,
     Output,
     ValidationError,
+    message_ids,
 )
-from segment_core._build import BuiltMessage, message_ids
-from segment_core._calls import CallMethods
-from segment_core._engine import EngineConfig, Enqueued
+from segment_core.limits import DEFAULT_HOST
 
 __all__ = [
     "QUIET",
@@ -92,7 +94,7 @@ class Options:
             raise ConfigurationError("thread must be an int of at least 1")
         oauth = None
         if oauth_client_id and oauth_client_key and oauth_key_id:
-            from segment_core._oauth import OAuthConfig  # noqa: PLC0415 - PyJWT only when OAuth is on
+            from segment_core import OAuthConfig  # noqa: PLC0415 - PyJWT only when OAuth is on
 
             oauth = OAuthConfig(
                 client_id=oauth_client_id,

@@ -22,11 +22,11 @@ import contextlib
 import time
 from types import TracebackType
 
-from segment_core._engine import EngineState
+from segment_core import EngineState
 
-from ._async_common import AsyncClientBase, Waiter
+from ._async_base import AsyncClientBase, Waiter
 from ._common import log
-from ._connections import asyncio_within
+from ._transport.connections import asyncio_within
 
 __all__ = ["AsyncClient"]
 

@@ -32,6 +32,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from segment_core import (
+    BuiltMessage,
+    Engine,
+    EngineState,
+    MessagesDelivered,
+    MessagesFailed,
+    Output,
+    Request,
+    Response,
+    Stats,
+    TransportFailure,
+)
+from segment_core.limits import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RATE_LIMIT_DURATION,
@@ -43,15 +55,7 @@ from segment_core import (
     DEFAULT_TIMEOUT,
     DEFAULT_UPLOAD_INTERVAL,
     DEFAULT_UPLOAD_SIZE,
-    BuiltMessage,
-    MessagesDelivered,
-    MessagesFailed,
-    Output,
-    Request,
-    Response,
-    TransportFailure,
 )
-from segment_core._engine import Engine, EngineState, Stats
 
 from ._common import (
     QUIET,
@@ -63,7 +67,7 @@ from ._common import (
     log_dropped,
     report_outcomes,
 )
-from ._http import SyncHTTP
+from ._transport.http import SyncHTTP
 
 __all__ = [
     "Client",

@@ -24,11 +24,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
+from segment_core import EngineState
 
-from segment_core._engine import EngineState
+from ._extras import missing_extra
 
-from ._async_common import AsyncClientBase, Waiter
+try:
+    import trio
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by test_extras
+    raise ImportError(missing_extra("trio", "segment_runtimes.trio")) from exc
+
+from ._async_base import AsyncClientBase, Waiter
 
 __all__ = ["TrioClient", "open_client"]
 

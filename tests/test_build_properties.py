@@ -24,17 +24,17 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segment_core._build import (
+from segment_core._errors import ValidationError
+from segment_core._message_builder import (
     BuiltMessage,
     build_from_struct,
     build_message,
     format_timestamp,
     message_id_from_bits,
 )
-from segment_core._clean import clean
-from segment_core._constants import MAX_MESSAGE_BYTES
-from segment_core._errors import ValidationError
 from segment_core._messages import Alias, Group, Identify, Message, Page, Screen, Track
+from segment_core._value_cleaning import clean
+from segment_core.limits import MAX_MESSAGE_BYTES
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
 

@@ -1,4 +1,4 @@
-"""Cleaning of values (segment_core/_clean.py), one table row per rule.
+"""Cleaning of values (segment_core/_value_cleaning.py), one table row per rule.
 
 Each row is (value, expected cleaned value, expected warnings). A warning is
 compared in full, so a change to its wording or path is a visible change.
@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from segment_core._clean import MAX_DEPTH, MAX_INT_DIGITS, clean, clean_dict, scrub
+from segment_core._value_cleaning import MAX_DEPTH, MAX_INT_DIGITS, clean, clean_dict, scrub
 
 UTC = timezone.utc
 IST = timezone(timedelta(hours=5, minutes=30))

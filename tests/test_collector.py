@@ -24,14 +24,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import segment_runtimes.collector as collector_module
-from segment_core import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
-from segment_runtimes._collector_protocol import HttpRequest, TokenAuthority
+from segment_core.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from segment_runtimes.collector import (
     DEFAULT_FAULT_KINDS,
     Collector,
     Faults,
     OAuthServerSettings,
 )
+from segment_runtimes.collector._protocol import HttpRequest, TokenAuthority
 
 from . import keys
 

@@ -11,13 +11,8 @@ from typing import Any
 
 import pytest
 
-from segment_core import (
-    LIBRARY_NAME,
-    APIError,
-    RetriesExhausted,
-    ShutdownDeadline,
-    ValidationError,
-)
+from segment_core import APIError, RetriesExhausted, ShutdownDeadline, ValidationError
+from segment_core.limits import LIBRARY_NAME
 from segment_runtimes.collector import Collector, Faults
 
 from .runtimes import RUNTIMES, Runtime, run_scenario

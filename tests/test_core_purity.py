@@ -117,7 +117,7 @@ def test_core_module_is_pure(path: Path) -> None:
 
 def test_every_core_module_was_checked() -> None:
     names = {path.name for path in MODULES}
-    assert {"__init__.py", "_engine.py", "_retry.py", "_requests.py", "_events.py", "testing.py"} <= names
+    assert {"__init__.py", "_engine.py", "_retry_policy.py", "_batch_requests.py", "_events.py", "testing.py"} <= names
 
 
 def test_importing_the_core_does_not_import_the_runtimes() -> None:

@@ -11,14 +11,8 @@ from email.utils import formatdate
 
 import pytest
 
-from segment_core import (
-    MAX_RETRY_AFTER,
-    APIError,
-    RateLimitExceeded,
-    RetriesExhausted,
-    TransportError,
-    TransportFailureKind,
-)
+from segment_core import APIError, RateLimitExceeded, RetriesExhausted, TransportError, TransportFailureKind
+from segment_core.limits import MAX_RETRY_AFTER
 
 from .test_engine_support import Driver, FakeOAuth, FixedRandom, batch_of, header
 

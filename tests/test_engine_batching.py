@@ -10,16 +10,10 @@ from datetime import datetime
 import msgspec
 import pytest
 
-from segment_core import (
-    LIBRARY_NAME,
-    LIBRARY_VERSION,
-    MAX_BATCH_BYTES,
-    MAX_MESSAGE_BYTES,
-    MessageTooLarge,
-    QueueFull,
-)
+from segment_core import MessageTooLarge, QueueFull
 from segment_core._engine import Enqueued
 from segment_core._errors import ClientClosed
+from segment_core.limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 
 from .test_engine_support import WALL0, WRITE_KEY, Driver, batch_of, envelope_bytes, header, message
 

@@ -38,8 +38,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from segment_core import (
-    MAX_BATCH_BYTES,
-    MAX_RETRY_AFTER,
     APIError,
     MessagesDelivered,
     MessagesFailed,
@@ -55,6 +53,7 @@ from segment_core import (
 )
 from segment_core._engine import Engine, EngineConfig, EngineState, Enqueued
 from segment_core._errors import ClientClosed
+from segment_core.limits import MAX_BATCH_BYTES, MAX_RETRY_AFTER
 
 from .test_engine_support import WALL0, WRITE_KEY, envelope_bytes, message
 

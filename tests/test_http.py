@@ -1,4 +1,4 @@
-"""segment_runtimes._http over real loopback sockets: the collector, and tiny raw-socket servers.
+"""segment_runtimes._transport.http over real loopback sockets: the collector, and tiny raw-socket servers.
 
 Each behaviour is checked on the three ways requests are performed: ``SyncHTTP``
 (the threaded runtime), and ``AsyncHTTP`` under asyncio and under trio.
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from segment_core import Request, RequestPurpose, Response, TransportFailure, TransportFailureKind
-from segment_runtimes._http import AsyncHTTP, SyncHTTP, select_proxy, transport_failure
+from segment_runtimes._transport.http import AsyncHTTP, SyncHTTP, select_proxy, transport_failure
 from segment_runtimes.collector import Collector
 
 WRITE_KEY = "http-test-write-key"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from segment_core import _engine
-from segment_core._intake import Intake, PyIntake
+from segment_core._message_queue import Intake, PyIntake
 from segment_core._speedups import Intake as CIntake
 
 from . import test_engine_state_machine

@@ -1,4 +1,4 @@
-"""Building messages (segment_core/_build.py) and their typed form (_messages.py).
+"""Building messages (segment_core/_message_builder.py) and their typed form (_messages.py).
 
 Tables of calls: every validation rule of every type, each row checked against
 segment-analytics-python 2.4 as well, so that where we differ from it we differ
@@ -21,8 +21,9 @@ from typing import Any
 import msgspec
 import pytest
 
-import segment_core._build as build_module
-from segment_core._build import (
+import segment_core._message_builder as build_module
+from segment_core._errors import MessageTooLarge, ValidationError
+from segment_core._message_builder import (
     MAX_DROPPED_WARNINGS,
     BuiltMessage,
     build_from_struct,
@@ -30,9 +31,8 @@ from segment_core._build import (
     format_timestamp,
     message_id_from_bits,
 )
-from segment_core._constants import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
-from segment_core._errors import MessageTooLarge, ValidationError
 from segment_core._messages import Alias, Group, Identify, Message, MessageType, Page, Screen, Track
+from segment_core.limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 
 # 2026-09-21T14:13:20.123Z
 WALL = 1_790_000_000.123
@@ -759,7 +759,7 @@ def test_format_timestamp_refuses_impossible_times(wall: float) -> None:
         format_timestamp(wall)
 
 
-MODULES = ["_messages.py", "_clean.py", "_build.py"]
+MODULES = ["_messages.py", "_value_cleaning.py", "_message_builder.py"]
 IMPURE_MODULES = {"time", "random", "logging", "socket", "threading", "os", "secrets", "asyncio", "trio", "httpx"}
 IMPURE_CALLS = {"now", "utcnow", "today", "uuid1", "uuid4", "urandom", "getrandbits", "perf_counter", "monotonic"}
 

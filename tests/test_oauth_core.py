@@ -19,10 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from segment_core._constants import DEFAULT_OAUTH_AUTH_SERVER, MAX_RETRY_AFTER, USER_AGENT
 from segment_core._errors import ConfigurationError, OAuthError
 from segment_core._events import Response, TransportFailure, TransportFailureKind
-from segment_core._oauth import (
+from segment_core._oauth_tokens import (
     _TRANSITIONS,
     CLIENT_ASSERTION_TYPE,
     DEFAULT_RATE_LIMIT_WAIT,
@@ -35,7 +34,8 @@ from segment_core._oauth import (
     TokenStateError,
     _Event,
 )
-from segment_core._retry import BACKOFF_BASE, BACKOFF_CAP, BACKOFF_JITTER
+from segment_core._retry_policy import BACKOFF_BASE, BACKOFF_CAP, BACKOFF_JITTER
+from segment_core.limits import DEFAULT_OAUTH_AUTH_SERVER, MAX_RETRY_AFTER, USER_AGENT
 
 from .keys import rsa_pems
 

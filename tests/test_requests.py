@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import msgspec
 import pytest
 
-from segment_core import DEFAULT_HOST, EU_HOST, LIBRARY_NAME, LIBRARY_VERSION
-from segment_core._build import format_timestamp
-from segment_core._requests import SENT_AT_LENGTH, BatchRequestBuilder, basic_authorization, normalize_host
+from segment_core._batch_requests import SENT_AT_LENGTH, BatchRequestBuilder, basic_authorization, normalize_host
+from segment_core._message_builder import format_timestamp
+from segment_core.limits import DEFAULT_HOST, EU_HOST, LIBRARY_NAME, LIBRARY_VERSION
 
 SENT_AT = "2023-11-14T22:13:20.123+00:00"
 MESSAGES = [b'{"messageId":"a","n":1}', b'{"messageId":"b","s":"\\u00e9"}', b'{"messageId":"c"}']

@@ -11,8 +11,8 @@ from email.utils import formatdate
 
 import pytest
 
-from segment_core import MAX_RETRY_AFTER, APIError
-from segment_core._retry import (
+from segment_core import APIError
+from segment_core._retry_policy import (
     BACKOFF_BASE,
     BACKOFF_CAP,
     BACKOFF_JITTER,
@@ -22,6 +22,7 @@ from segment_core._retry import (
     classify_status,
     parse_retry_after,
 )
+from segment_core.limits import MAX_RETRY_AFTER
 
 # 2023-11-14T22:13:20Z, a whole second so HTTP-dates (whole seconds) land exactly.
 WALL = 1_700_000_000.0

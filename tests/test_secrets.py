@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from segment_core import Engine, EngineConfig, Request, RequestPurpose, build_message
-from segment_core._requests import BatchRequestBuilder, basic_authorization
+from segment_core._batch_requests import BatchRequestBuilder, basic_authorization
 from segment_runtimes.threaded import Client
 
 WRITE_KEY = "sekrit-write-key-4242"

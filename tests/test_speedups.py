@@ -28,8 +28,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segment_core import MessageTooLarge, ValidationError, _calls, _clean
-from segment_core._build import BuiltMessage, _format_timestamp, _message_id_from_bits, _message_ids, build_message
+from segment_core import MessageTooLarge, ValidationError
+from segment_core import _call_api as _calls
+from segment_core import _value_cleaning as _clean
+from segment_core._message_builder import (
+    BuiltMessage,
+    _format_timestamp,
+    _message_id_from_bits,
+    _message_ids,
+    build_message,
+)
 from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, message_ids, timestamp_text, uuid4_text
 from segment_runtimes.threaded import Client
 

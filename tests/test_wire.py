@@ -1,4 +1,4 @@
-"""segment_runtimes._wire: the request head and the response parser, values in and out (no sockets).
+"""segment_runtimes._transport.wire: the request head and the response parser, values in and out (no sockets).
 
 The parser is checked against h11 on generated responses split at arbitrary points,
 and on the cases it must refuse.
@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segment_core import Request, RequestPurpose
-from segment_runtimes._connections import Destination
-from segment_runtimes._wire import (
+from segment_runtimes._transport.connections import Destination
+from segment_runtimes._transport.wire import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
     HeaderValueError,

@@ -56,10 +56,10 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from segment_core import Request, Response, TransportFailure, TransportFailureKind
+from segment_runtimes._common import log
 
-from ._common import log
-from ._connections import AsyncConnections, Destination, SyncConnections
-from ._wire import HeaderValueError
+from .connections import AsyncConnections, Destination, SyncConnections
+from .wire import HeaderValueError
 
 __all__ = ["AsyncHTTP", "Proxies", "SyncHTTP", "select_proxy", "transport_failure"]
 

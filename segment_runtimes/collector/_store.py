@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ._collector_protocol import AcceptedMessage
+from ._protocol import AcceptedMessage
 
 __all__ = ["Store", "StoredMessage"]
 

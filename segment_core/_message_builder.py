@@ -30,10 +30,10 @@ from uuid import UUID
 
 import msgspec
 
-from ._clean import MAX_DEPTH, clean_dict, scrub
-from ._constants import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 from ._errors import MessageTooLarge, ValidationError
 from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
+from ._value_cleaning import MAX_DEPTH, clean_dict, scrub
+from .limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 
 __all__ = [
     "MAX_DROPPED_WARNINGS",

@@ -1,6 +1,6 @@
 """What the loopback collector says to one complete HTTP request: no sockets here.
 
-The event loop (``_collector_server``) reads a whole request and hands it over as an
+The event loop (``_server``) reads a whole request and hands it over as an
 :class:`HttpRequest`; the functions here decode the body (gzip with a bomb guard, strict
 JSON), find the write key, validate messages the way Segment's HTTP Tracking API does, and
 build Segment-like replies. :class:`TokenAuthority` is the OAuth side: it verifies the
@@ -24,12 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-import jwt
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from segment_core import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+from segment_core.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 
 __all__ = [
     "BATCH_PATH",
@@ -430,6 +427,10 @@ class TokenAuthority:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        # The OAuth server's crypto loads only when the collector plays one (the [oauth] extra).
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey  # noqa: PLC0415
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key  # noqa: PLC0415
+
         key = load_pem_public_key(settings.public_key_pem.encode("ascii"))
         if not isinstance(key, RSAPublicKey):
             raise ValueError("public_key_pem must be an RSA public key")
@@ -490,6 +491,8 @@ class TokenAuthority:
 
     def _verify(self, assertion: str) -> Reply | None:
         """None if the assertion is good, else the 400 reply saying why."""
+        import jwt  # noqa: PLC0415 - see __init__
+
         try:
             header = jwt.get_unverified_header(assertion)
         except jwt.InvalidTokenError:

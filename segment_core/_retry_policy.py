@@ -24,8 +24,8 @@ from email.utils import parsedate_to_datetime
 
 import msgspec
 
-from ._constants import MAX_RETRY_AFTER
 from ._errors import APIError
+from .limits import MAX_RETRY_AFTER
 
 __all__ = [
     "BACKOFF_BASE",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ._constants import USER_AGENT
+from .limits import USER_AGENT
 
 __all__ = [
     "BATCH_PATH",

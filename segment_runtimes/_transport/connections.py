@@ -34,7 +34,7 @@ import httpx
 
 from segment_core import Request
 
-from ._wire import ParsedResponse, ProtocolError, ResponseParser, header_lines, request_head_with_lines
+from .wire import ParsedResponse, ProtocolError, ResponseParser, header_lines, request_head_with_lines
 
 if TYPE_CHECKING:
     import trio

@@ -32,9 +32,14 @@ from enum import Enum
 from http import HTTPStatus
 from typing import Final, Protocol
 
-import h11
+from segment_runtimes._extras import missing_extra
 
-from ._collector_protocol import Action, Delay, Drop, HttpRequest, Reply
+from ._protocol import Action, Delay, Drop, HttpRequest, Reply
+
+try:
+    import h11
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by test_extras
+    raise ImportError(missing_extra("collector", "the collector's server")) from exc
 
 __all__ = ["Application", "Server"]
 

@@ -16,7 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from segment_core import (
+from segment_core import BuiltMessage, Engine, MessagesFailed, Output, Request, Response, Stats
+from segment_core.limits import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RATE_LIMIT_DURATION,
@@ -28,13 +29,7 @@ from segment_core import (
     DEFAULT_TIMEOUT,
     DEFAULT_UPLOAD_INTERVAL,
     DEFAULT_UPLOAD_SIZE,
-    BuiltMessage,
-    MessagesFailed,
-    Output,
-    Request,
-    Response,
 )
-from segment_core._engine import Engine, Stats
 
 from ._common import (
     QUIET,
@@ -46,7 +41,7 @@ from ._common import (
     log_dropped,
     report_outcomes,
 )
-from ._http import AsyncHTTP
+from ._transport.http import AsyncHTTP
 
 __all__ = ["AsyncClientBase", "Waiter"]
 

@@ -3,9 +3,9 @@
 Strategy: :meth:`Collector.start` binds a socket in the caller's thread (so the port is known and
 errors surface there), opens the SQLite store and starts ONE background thread running a
 ``selectors`` loop; every connection is a non-blocking socket with its own ``h11.Connection``
-(``_collector_server``). No thread per connection, no sleeps: injected latency is a timer in that
+(``_server``). No thread per connection, no sleeps: injected latency is a timer in that
 loop. Requests are answered by :class:`Collector` itself (auth, injected faults, validation from
-``_collector_protocol``, storage in ``_collector_store``), which commits every accepted message to
+``_protocol``, storage in ``_store``), which commits every accepted message to
 SQLite before replying, so an acknowledged message survives Ctrl-C and SIGTERM.
 
 Speaks Segment's HTTP Tracking API (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/):
@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
-from segment_core import MAX_BATCH_BYTES
+from segment_core.limits import MAX_BATCH_BYTES
 
-from ._collector_protocol import (
+from ._protocol import (
     BATCH_PATH,
     SINGLE_PATHS,
     TOKEN_PATH,
@@ -60,8 +60,8 @@ from ._collector_protocol import (
     parse_basic_write_key,
     validate_payload,
 )
-from ._collector_server import Server
-from ._collector_store import Store, StoredMessage
+from ._server import Server
+from ._store import Store, StoredMessage
 
 __all__ = [
     "DEFAULT_FAULT_KINDS",
@@ -510,7 +510,7 @@ def _retry_after_text(seconds: float) -> str:
 
 
 class _Callbacks:
-    """The :class:`~segment_runtimes._collector_server.Application` a Collector gives its server."""
+    """The :class:`~segment_runtimes.collector._server.Application` a Collector gives its server."""
 
     def __init__(self, collector: Collector) -> None:
         self._collector = collector

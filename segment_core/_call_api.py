@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._build import NOT_PLAIN, BuiltMessage, build_message, build_plain_track
+from ._message_builder import NOT_PLAIN, BuiltMessage, build_message, build_plain_track
 
 __all__ = ["CallMethods"]
 

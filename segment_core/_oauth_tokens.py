@@ -41,10 +41,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ._constants import DEFAULT_OAUTH_AUTH_SERVER, DEFAULT_OAUTH_SCOPE, MAX_RETRY_AFTER, USER_AGENT
 from ._errors import ConfigurationError, OAuthError, SegmentError
 from ._events import RandomSource, Response, TransportFailure
-from ._retry import backoff_delay, http_date_seconds, parse_retry_after
+from ._retry_policy import backoff_delay, http_date_seconds, parse_retry_after
+from .limits import DEFAULT_OAUTH_AUTH_SERVER, DEFAULT_OAUTH_SCOPE, MAX_RETRY_AFTER, USER_AGENT
 
 __all__ = [
     "OAuthConfig",
