@@ -68,7 +68,7 @@ def stage_timings(repeat: int) -> list[tuple[str, float]]:
     from segment.analytics.request import DatetimeSerializer
     from segment.analytics.utils import clean as reference_clean
 
-    from segment_core._engine import Engine, EngineConfig
+    from segment_core import Engine, EngineConfig
     from segment_core._message_builder import build_message, format_timestamp, message_ids
     from segment_core._value_cleaning import clean_dict
     from segment_runtimes.threaded import Client

@@ -11,8 +11,9 @@ entropy reads. Time and randomness are arguments; I/O is the runtime's job
 - Delivery: ``Engine`` (the state machine), ``EngineConfig``, ``OAuthConfig``,
   ``EngineState``, ``Enqueued``, ``Stats``.
 - What goes into the engine: ``Response``, ``TransportFailure``,
-  ``TransportFailureKind``; what comes out: ``Output``, that is ``Request`` (with its ``RequestPurpose``),
-  ``MessagesDelivered`` or ``MessagesFailed``.
+  ``TransportFailureKind``; what comes out: ``Output``, that is ``Request``
+  (with its ``RequestPurpose``), ``MessagesDelivered``, ``MessagesFailed``,
+  ``MessagesKept``, ``Retrying`` or ``WaitSettled``.
 - Errors: ``SegmentError``; the caller's (``ValidationError``,
   ``MessageTooLarge``, ``ConfigurationError``); delivery outcomes
   (``DeliveryError`` and ``APIError``, ``TransportError``,
@@ -23,10 +24,9 @@ Public modules: ``segment_core.limits`` (wire limits and defaults, each with
 its source) and ``segment_core.testing`` (the deterministic simulator).
 """
 
-from typing import TYPE_CHECKING
-
 from ._call_api import CallMethods
-from ._engine import Engine, EngineConfig, EngineState, Enqueued, Stats
+from ._config import EngineConfig, OAuthConfig
+from ._engine import Engine, EngineState, Enqueued, Stats
 from ._errors import (
     APIError,
     ClientClosed,
@@ -45,19 +45,19 @@ from ._errors import (
 from ._events import (
     MessagesDelivered,
     MessagesFailed,
+    MessagesKept,
     Output,
     Request,
     RequestPurpose,
     Response,
+    Retrying,
     TransportFailure,
     TransportFailureKind,
+    WaitSettled,
 )
 from ._message_builder import BuiltMessage, build_message, message_ids
 from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._oauth_tokens import OAuthConfig
 
 __all__ = [
     "APIError",
@@ -77,6 +77,7 @@ __all__ = [
     "MessageTooLarge",
     "MessagesDelivered",
     "MessagesFailed",
+    "MessagesKept",
     "OAuthConfig",
     "OAuthError",
     "Output",
@@ -87,6 +88,7 @@ __all__ = [
     "RequestPurpose",
     "Response",
     "RetriesExhausted",
+    "Retrying",
     "Screen",
     "SegmentError",
     "ShutdownDeadline",
@@ -96,16 +98,8 @@ __all__ = [
     "TransportFailure",
     "TransportFailureKind",
     "ValidationError",
+    "WaitSettled",
     "__version__",
     "build_message",
     "message_ids",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # OAuth (PyJWT, cryptography) loads on first use: most clients authenticate with the write key.
-    if name == "OAuthConfig":
-        from ._oauth_tokens import OAuthConfig  # noqa: PLC0415
-
-        return OAuthConfig
-    raise AttributeError(f"module 'segment_core' has no attribute {name!r}")

@@ -2,18 +2,28 @@
 what every outcome means.
 
 The runtime feeds it inputs (``enqueue``, ``flush``, ``close``, ``poll``,
-``receive_response``, ``receive_failure``, ``reset_after_fork``), always with
-the current time, and drains outputs with ``next_outputs()``: requests to send,
-messages delivered, messages failed. ``next_deadline()`` says when to poll
-again if nothing else happens. The engine owns no threads, locks or clocks; a
-runtime calling it from several threads serialises access itself.
+``receive_response``, ``receive_failure``, ``cancel_wait``,
+``reset_after_fork``), always with the current time, and drains outputs with
+``next_outputs()``: requests to send, messages delivered, failed or kept, batches
+being retried, and waits settled. ``next_deadline()`` says when to poll again if
+nothing else happens. The engine owns no threads, locks or clocks; a runtime
+calling it from several threads serialises access itself.
 
 Every accepted message ends in exactly one ``MessagesDelivered`` or
-``MessagesFailed``. Messages wait in a FIFO queue of their encoded bytes (the
-cheapest form to hold, and exactly what goes on the wire) until a batch is due;
-a batch keeps its messages across retries. Batches are sent in order, and a
-batch waiting for its retry holds back the ones behind it, so message order is
-kept. All state transitions are the two tables below.
+``MessagesFailed`` (or ``MessagesKept``, with a spool). Messages wait in a FIFO
+queue of their encoded bytes (the cheapest form to hold, and exactly what goes
+on the wire) until a batch is due; a batch keeps its messages across retries.
+Batches are sent in order, and a batch waiting for its retry holds back the
+ones behind it, so message order is kept. All state transitions are the two
+tables below.
+
+Total over what servers send: a reply is judged once (``_judge``), and any
+status, header or body becomes a verdict; nothing a server sends raises.
+
+Waits (a flush, a shutdown, a sync-mode call) are inputs too: ``flush`` and
+``close`` take a ``waiter`` token, and the engine emits ``WaitSettled`` for it
+once every message accepted before the call is settled, saying whether all
+were delivered. A runtime keeps no bookkeeping of its own for them.
 """
 
 from __future__ import annotations
@@ -22,14 +32,16 @@ import enum
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Final
 
 import msgspec
 
-from ._batch_requests import BatchRequestBuilder, basic_authorization
+from ._authorization import Authorizer, authorizer_for
+from ._batch_requests import BatchRequestBuilder
+from ._config import EngineConfig
 from ._errors import (
+    APIError,
     ClientClosed,
-    ConfigurationError,
     DeliveryError,
     MessageTooLarge,
     QueueFull,
@@ -41,168 +53,44 @@ from ._errors import (
 from ._events import (
     MessagesDelivered,
     MessagesFailed,
+    MessagesKept,
     Output,
     RandomSource,
     Request,
     RequestPurpose,
     Response,
+    Retrying,
     TransportFailure,
+    WaitSettled,
 )
 from ._message_builder import BuiltMessage, build_from_struct, format_timestamp, message_id_from_bits
 from ._message_queue import Intake, PyIntake
 from ._messages import Message
-from ._retry_policy import (
-    Verdict,
-    api_error_from_response,
-    backoff_delay,
-    classify_status,
-    parse_retry_after,
-)
-from .limits import (
-    DEFAULT_HOST,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RATE_LIMIT_DURATION,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
-    DEFAULT_UPLOAD_INTERVAL,
-    DEFAULT_UPLOAD_SIZE,
-    MAX_BATCH_BYTES,
-    MAX_MESSAGE_BYTES,
-)
+from ._redaction import Redactor
+from ._retry_policy import Verdict, api_error_from_response, backoff_delay, classify_status, parse_retry_after
+from .limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 
-__all__ = [
-    "Authorizer",
-    "BatchState",
-    "Engine",
-    "EngineConfig",
-    "EngineState",
-    "Enqueued",
-    "Stats",
-]
-
-
-class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything that shapes delivery. Defaults are segment-analytics-python 2.4's."""
-
-    write_key: str
-    host: str = DEFAULT_HOST
-    upload_size: int = DEFAULT_UPLOAD_SIZE
-    upload_interval: float = DEFAULT_UPLOAD_INTERVAL
-    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF_DURATION
-    max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    gzip: bool = False
-    # An ``OAuthConfig``; typed loosely here so the engine does not import PyJWT unless OAuth is on.
-    oauth: Any = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.write_key, str) or not self.write_key:
-            raise ConfigurationError("write_key must be a non-empty str")
-        if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
-            raise ConfigurationError("host must be an http:// or https:// URL")
-        _require_int("upload_size", self.upload_size, 1)
-        _require_int("max_queue_size", self.max_queue_size, 1)
-        _require_int("max_queue_bytes", self.max_queue_bytes, MAX_MESSAGE_BYTES)
-        _require_int("max_retries", self.max_retries, 0)
-        _require_int("max_in_flight", self.max_in_flight, 1)
-        _require_number("upload_interval", self.upload_interval)
-        _require_number("max_total_backoff_duration", self.max_total_backoff_duration)
-        _require_number("max_rate_limit_duration", self.max_rate_limit_duration)
-
-    def __repr__(self) -> str:
-        # The write key is a secret: never shown.
-        return f"EngineConfig(host={self.host!r}, upload_size={self.upload_size}, oauth={self.oauth is not None})"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:
-        # msgspec's default would list every field, write key included.
-        return [("host", self.host), ("upload_size", self.upload_size), ("oauth", self.oauth is not None)]
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int of at least {minimum}")
-
-
-def _require_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{name} must be a non-negative number")
-
-
-class Authorizer(Protocol):
-    """How batch requests are authorised: a static Basic header, or an OAuth token lifecycle."""
-
-    def authorization(self, *, now: float) -> str | None: ...
-
-    def poll(self, *, now: float, wall: float) -> Any: ...
-
-    def receive_response(self, response: Response, *, now: float, wall: float) -> None: ...
-
-    def receive_failure(self, failure: TransportFailure, *, now: float) -> None: ...
-
-    def invalidate(self, *, now: float) -> None: ...
-
-    @property
-    def failure(self) -> DeliveryError | None: ...
-
-    def next_deadline(self) -> float | None: ...
-
-    def reset(self) -> None: ...
-
-
-class _BasicAuthorizer:
-    """The write key as HTTP Basic credentials: always ready, nothing to request."""
-
-    __slots__ = ("_header",)
-
-    def __init__(self, write_key: str) -> None:
-        self._header = basic_authorization(write_key)
-
-    def __repr__(self) -> str:
-        return "BasicAuthorizer()"
-
-    def authorization(self, *, now: float) -> str | None:
-        return self._header
-
-    def poll(self, *, now: float, wall: float) -> None:
-        return None
-
-    def receive_response(self, response: Response, *, now: float, wall: float) -> None:
-        raise AssertionError("basic authorization sends no requests")
-
-    def receive_failure(self, failure: TransportFailure, *, now: float) -> None:
-        raise AssertionError("basic authorization sends no requests")
-
-    def invalidate(self, *, now: float) -> None:
-        return None
-
-    @property
-    def failure(self) -> DeliveryError | None:
-        return None
-
-    def next_deadline(self) -> float | None:
-        return None
-
-    def reset(self) -> None:
-        return None
+__all__ = ["BatchState", "Engine", "EngineState", "Enqueued", "Stats"]
 
 
 class Enqueued(enum.Enum):
-    """A message was accepted. WAKE: the runtime should poll soon (the queue was
-    empty or a batch is now full); QUIET: the deadline it sleeps on still holds."""
+    """A message was accepted; what the runtime should do about its worker."""
 
     QUIET = "quiet"
+    """The deadline the worker sleeps on still holds."""
     WAKE = "wake"
+    """Poll soon: the queue was empty, or a batch is now full."""
 
 
 class EngineState(enum.Enum):
+    """Where the engine's life is."""
+
     OPEN = "open"
-    CLOSING = "closing"  # accepting nothing, delivering what is queued until the deadline
+    """Accepting messages and delivering them."""
+    CLOSING = "closing"
+    """Accepting nothing, delivering what is queued until the deadline."""
     CLOSED = "closed"
+    """Done: everything accepted was settled."""
 
 
 _WAKE = Enqueued.WAKE
@@ -227,10 +115,16 @@ _ENGINE_TRANSITIONS: Final[dict[tuple[EngineState, _EngineEvent], EngineState]] 
 
 
 class BatchState(enum.Enum):
-    WAITING = "waiting"  # formed, to be sent at ``ready_at`` (first attempt or retry)
+    """Where one batch is."""
+
+    WAITING = "waiting"
+    """Formed, to be sent at ``ready_at`` (its first attempt, or a retry)."""
     IN_FLIGHT = "in_flight"
+    """Sent; its reply is awaited."""
     DELIVERED = "delivered"
+    """Settled: the API accepted it."""
     FAILED = "failed"
+    """Settled: it will never be delivered (or, with a spool, it is kept for the next process)."""
 
 
 class _BatchEvent(enum.Enum):
@@ -258,7 +152,16 @@ class _InternalError(AssertionError):
 
 
 class _Batch:
-    __slots__ = ("attempts", "first_failure_at", "first_seq", "messages", "ready_at", "retries", "state")
+    __slots__ = (
+        "attempts",
+        "first_failure_at",
+        "first_seq",
+        "last_error",
+        "messages",
+        "ready_at",
+        "retries",
+        "state",
+    )
 
     def __init__(self, first_seq: int, messages: tuple[bytes, ...], ready_at: float) -> None:
         self.first_seq = first_seq
@@ -268,6 +171,7 @@ class _Batch:
         self.attempts = 0  # requests sent, rate-limited ones included (X-Retry-Count)
         self.retries = 0  # counted retries
         self.first_failure_at: float | None = None
+        self.last_error: DeliveryError | None = None  # what its last attempt met
 
     def move(self, event: _BatchEvent) -> None:
         try:
@@ -276,23 +180,79 @@ class _Batch:
             raise _InternalError(f"batch cannot {event.value} while {self.state.value}") from None
 
 
+class _InFlight:
+    """A request awaiting its outcome: a batch's (with the Authorization it carried), or a token request's."""
+
+    __slots__ = ("authorization", "batch")
+
+    def __init__(self, batch: _Batch | None, authorization: str | None) -> None:
+        self.batch = batch
+        self.authorization = authorization
+
+
+class _Wait:
+    """A waiter's range of sequence numbers, and whether any of them failed or was kept."""
+
+    __slots__ = ("first", "last", "undelivered")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first = first
+        self.last = last
+        self.undelivered = False
+
+
+class _Judgement:
+    """What a batch reply means, decided once: a verdict, the error to report, and any Retry-After."""
+
+    __slots__ = ("error", "retry_after", "verdict")
+
+    def __init__(self, verdict: Verdict, error: APIError | None, retry_after: float | None) -> None:
+        self.verdict = verdict
+        self.error = error
+        self.retry_after = retry_after
+
+
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters a runtime can expose. ``failed`` maps an error class name to a message count."""
+    """The engine's counters, a snapshot.
+
+    Attributes:
+        enqueued: messages accepted.
+        rejected: messages refused (queue full, or the client closed).
+        delivered: messages the API accepted.
+        failed: messages that will never be delivered, by the error's class name.
+        kept: messages left in the spool at the close deadline, for the next process.
+        retries: counted retries of batches.
+        rate_limit_waits: pauses the server asked for (Retry-After).
+        requests: batch requests sent.
+        queue_depth: messages queued and not yet in a batch.
+        queue_bytes: their encoded bytes.
+        in_flight_messages: messages in batches awaiting a reply.
+        pending: messages accepted and not yet settled (queued, waiting for a retry, or in flight).
+    """
 
     enqueued: int
     rejected: int
     delivered: int
     failed: dict[str, int]
+    kept: int
     retries: int
     rate_limit_waits: int
     requests: int
     queue_depth: int
     queue_bytes: int
     in_flight_messages: int
+    pending: int
 
 
 class Engine:
-    """The delivery state machine. See the module docstring for the protocol."""
+    """The delivery state machine. See the module docstring for the protocol.
+
+    Args:
+        config: the delivery settings.
+        random: the source of backoff jitter and generated ids; seed it to replay a run exactly.
+        authorizer: overrides how requests are authorised; by default Basic with
+            the write key, or OAuth when ``config.oauth`` is set.
+    """
 
     # Slots: more than 30 instance attributes would leave 3.11 a plain dict per instance, and
     # every attribute access a dict lookup.
@@ -309,38 +269,30 @@ class Engine:
         "_head_seq",
         "_in_flight",
         "_intake",
+        "_kept",
+        "_last_error",
         "_next_request_id",
         "_oauth",
         "_outputs",
         "_paused_until",
         "_rate_limit_started",
         "_rate_limit_waits",
+        "_redactor",
         "_rejected",
         "_requests",
         "_retries",
         "_rng",
+        "_waits",
         "config",
         "state",
     )
 
     def __init__(self, config: EngineConfig, *, random: RandomSource, authorizer: Authorizer | None = None) -> None:
-        """Args:
-        config: the delivery settings.
-        random: the source of backoff jitter; seed it to replay a run exactly.
-        authorizer: overrides how requests are authorised; by default Basic with
-            the write key, or OAuth when ``config.oauth`` is set.
-        """
         self.config = config
         self._rng = random
         self._oauth = config.oauth is not None
-        if authorizer is None:
-            if config.oauth is not None:
-                from ._oauth_tokens import TokenManager  # noqa: PLC0415 - PyJWT only when OAuth is on
-
-                authorizer = TokenManager(config.oauth, random=random)
-            else:
-                authorizer = _BasicAuthorizer(config.write_key)
-        self._auth: Authorizer = authorizer
+        self._auth: Authorizer = authorizer or authorizer_for(config.write_key, config.oauth, random)
+        self._redactor = Redactor((config.write_key,))
         self._builder = BatchRequestBuilder(host=config.host, write_key=config.write_key, gzip_body=config.gzip)
         # The queue, and where its batches close: a batch's messages and commas fit in what the
         # envelope leaves of the request limit. It outlives a fork reset: sequence numbers go on.
@@ -359,7 +311,7 @@ class Engine:
         self._next_request_id = 1
         self._outputs: list[Output] = []
         self._failed_counts: dict[str, int] = {}
-        self._rejected = self._delivered = 0
+        self._rejected = self._delivered = self._kept = 0
         self._retries = self._rate_limit_waits = self._requests = 0
         self._reset_pipeline()
 
@@ -368,11 +320,13 @@ class Engine:
         self._head_seq = self._intake.next_seq  # the seq of the queue's first message
         self._flush_through = self._head_seq  # messages with seq below this are due now
         self._batches: deque[_Batch] = deque()  # formed and not yet settled, in order
-        self._in_flight: dict[int, _Batch | None] = {}  # request id -> batch (None: token request)
+        self._in_flight: dict[int, _InFlight] = {}  # request id -> what it carries
         self._batches_in_flight = 0
         self._paused_until: float | None = None
         self._rate_limit_started: float | None = None
         self._authorized = True  # as of the last poll: could a batch be sent?
+        self._waits: dict[int, _Wait] = {}
+        self._last_error: DeliveryError | None = None  # the pipeline's last failed attempt, until a success
 
     def __repr__(self) -> str:
         return (
@@ -387,6 +341,10 @@ class Engine:
 
         Never blocks and never evicts: a full queue rejects the new message.
 
+        Args:
+            data: the message's JSON, as ``BuiltMessage.data``.
+            now: monotonic seconds.
+
         Returns:
             ``Enqueued`` (its sequence number is ``last_seq``), or the
             ``QueueFull``/``ClientClosed`` error that rejected it.
@@ -395,7 +353,7 @@ class Engine:
             MessageTooLarge: ``data`` is over MAX_MESSAGE_BYTES (no batch may carry it).
         """
         # Every call goes through here on the caller's thread: the whole of it is one C call where
-        # the extension is built (see _intake.py), and the refusals are kept off the common path.
+        # the extension is built (see _message_queue.py), and the refusals are kept off the common path.
         result = self._intake.add(data, now)
         if result is None:
             return self._refuse(len(data))
@@ -440,42 +398,65 @@ class Engine:
 
     @property
     def oldest_unsettled_seq(self) -> int:
-        """The lowest sequence number not yet delivered or failed (``last_seq + 1`` if none).
-
-        A runtime's ``flush`` waits until this passes the ``last_seq`` it saw.
-        """
+        """The lowest sequence number not yet delivered or failed (``last_seq + 1`` if none)."""
         if self._batches:
             return self._batches[0].first_seq
         return self._head_seq
 
-    def flush(self, *, now: float) -> None:
-        """Make everything queued so far due now."""
-        self._flush_through = self._intake.next_seq
+    def flush(self, *, now: float, waiter: int | None = None) -> None:
+        """Make everything queued so far due now.
 
-    def close(self, *, now: float, deadline: float) -> None:
+        Args:
+            now: monotonic seconds.
+            waiter: a token of the runtime's; the engine emits ``WaitSettled(waiter=...)``
+                once every message accepted so far is settled (at once if none is pending).
+        """
+        self._flush_through = self._intake.next_seq
+        if waiter is not None:
+            self._add_wait(waiter)
+
+    def close(self, *, now: float, deadline: float, waiter: int | None = None) -> None:
         """Accept nothing more; deliver what is queued until ``deadline``, then report the rest failed.
 
-        Closing again keeps the earlier deadline.
+        Closing again keeps the earlier deadline. With ``EngineConfig(durable=True)``
+        the rest is reported kept (``MessagesKept``) instead: a spool holds it.
+
+        Args:
+            now: monotonic seconds.
+            deadline: monotonic seconds.
+            waiter: as for ``flush``: settled once everything accepted is settled.
         """
         self._flush_through = self._intake.next_seq
         self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
         self._transition(_EngineEvent.CLOSE)
+        if waiter is not None:
+            self._add_wait(waiter)
         self._settle_if_drained()
 
+    def cancel_wait(self, waiter: int) -> None:
+        """Forget a wait the runtime stopped waiting for (its timeout passed); no output follows."""
+        self._waits.pop(waiter, None)
+
     def poll(self, *, now: float, wall: float) -> None:
-        """Act on the time: expire the close deadline, start due requests."""
+        """Act on the time: expire the close deadline, start due requests.
+
+        Args:
+            now: monotonic seconds.
+            wall: seconds since the epoch, for ``sentAt`` and token assertions.
+        """
         if self.state is EngineState.CLOSED:
             return
         if self._deadline is not None and now >= self._deadline:
-            self._abandon_everything(ShutdownDeadline())
+            self._abandon_at_deadline()
             self._transition(_EngineEvent.DEADLINE)
+            self._resolve_waits()
             return
         auth = self._auth
         if (failure := auth.failure) is not None:
             self._abandon_waiting(failure)
         elif (token_request := auth.poll(now=now, wall=wall)) is not None:
             request_id = self._new_request_id()
-            self._in_flight[request_id] = None
+            self._in_flight[request_id] = _InFlight(None, None)
             self._outputs.append(
                 Request(
                     id=request_id,
@@ -486,6 +467,8 @@ class Engine:
                     body=token_request.body,
                 )
             )
+        elif auth.failure is not None:  # polling found the credentials unusable (a bad key)
+            self._abandon_waiting(auth.failure)
         if self._paused_until is not None:
             if now < self._paused_until:
                 return
@@ -502,51 +485,61 @@ class Engine:
             self._send(batch, authorization, now=now, wall=wall)
 
     def receive_response(self, request_id: int, response: Response, *, now: float, wall: float) -> None:
-        """The HTTP response to request ``request_id``. Unknown ids (abandoned requests) are ignored."""
-        if request_id not in self._in_flight:
+        """The HTTP response to request ``request_id``. Unknown ids (abandoned requests) are ignored.
+
+        Total: whatever status, headers and body the server sent, this does not raise.
+        """
+        entry = self._in_flight.pop(request_id, None)
+        if entry is None:
             return
-        batch = self._in_flight.pop(request_id)
+        batch = entry.batch
         if batch is None:
             self._auth.receive_response(response, now=now, wall=wall)
             return
         self._batches_in_flight -= 1
-        verdict = classify_status(response.status, oauth=self._oauth)
+        judgement = self._judge(response, entry.authorization, wall)
+        verdict, error = judgement.verdict, judgement.error
         if verdict is Verdict.DELIVERED:
             self._rate_limit_started = None
+            self._last_error = None
             batch.move(_BatchEvent.SUCCEED)
             self._settle(batch, None)
+        elif error is None:  # pragma: no cover - _judge gives every other verdict an error
+            raise _InternalError(f"verdict {verdict.value} without an error")
         elif verdict is Verdict.FAIL:
             self._rate_limit_started = None
             batch.move(_BatchEvent.FAIL)
-            self._settle(batch, api_error_from_response(response.status, response.body))
+            self._settle(batch, error)
         elif verdict is Verdict.REAUTHORIZE:
             self._auth.invalidate(now=now)
-            self._retry(batch, api_error_from_response(response.status, response.body), now)
+            self._retry(batch, error, now)
+        elif judgement.retry_after is None:
+            self._retry(batch, error, now)
         else:
-            delay = parse_retry_after(response.headers.get("retry-after"), wall=wall)
-            if delay is None:
-                self._retry(batch, api_error_from_response(response.status, response.body), now)
-            else:
-                self._pause(batch, delay, now)
+            self._pause(batch, error, judgement.retry_after, now)
         self._settle_if_drained()
+        self._resolve_waits()
 
     def receive_failure(self, request_id: int, failure: TransportFailure, *, now: float, wall: float) -> None:
         """Request ``request_id`` got no response. Unknown ids are ignored."""
-        if request_id not in self._in_flight:
+        entry = self._in_flight.pop(request_id, None)
+        if entry is None:
             return
-        batch = self._in_flight.pop(request_id)
+        batch = entry.batch
         if batch is None:
             self._auth.receive_failure(failure, now=now)
             return
         self._batches_in_flight -= 1
-        self._retry(batch, TransportError(failure.kind.value, failure.detail), now)
+        detail = self._redactor.redact(failure.detail, also=(entry.authorization,))
+        self._retry(batch, TransportError(failure.kind.value, detail), now)
         self._settle_if_drained()
+        self._resolve_waits()
 
     def reset_after_fork(self) -> None:
         """In a forked child: start with an empty queue and nothing in flight.
 
         The parent still owns (and will deliver) what it had queued, so the
-        child reports none of it.
+        child reports none of it, and no wait of the parent's carries over.
         """
         self._reset_pipeline()
         self._outputs.clear()
@@ -555,7 +548,7 @@ class Engine:
     # Outputs --------------------------------------------------------------
 
     def next_outputs(self) -> list[Output]:
-        """Drain what the runtime must do (requests) and report (delivered, failed), in order."""
+        """Drain what the runtime must do (requests) and report (settled, retrying, waits), in order."""
         outputs, self._outputs = self._outputs, []
         return outputs
 
@@ -586,24 +579,44 @@ class Engine:
         """Messages accepted and not yet settled: queued, waiting for a retry, or in flight."""
         return self._intake.depth + sum(len(batch.messages) for batch in self._batches)
 
+    @property
+    def last_error(self) -> DeliveryError | None:
+        """What the last failed attempt met, until an attempt succeeds (None then)."""
+        return self._last_error
+
     def stats(self) -> Stats:
         """A snapshot of the counters."""
+        in_flight = sum(len(batch.messages) for batch in self._batches if batch.state is BatchState.IN_FLIGHT)
         return Stats(
             enqueued=self._intake.next_seq,  # every accepted message takes the next sequence number
             rejected=self._rejected,
             delivered=self._delivered,
             failed=dict(self._failed_counts),
+            kept=self._kept,
             retries=self._retries,
             rate_limit_waits=self._rate_limit_waits,
             requests=self._requests,
             queue_depth=self._intake.depth,
             queue_bytes=self._intake.queued_bytes,
-            in_flight_messages=sum(
-                len(batch.messages) for batch in self._batches if batch.state is BatchState.IN_FLIGHT
-            ),
+            in_flight_messages=in_flight,
+            pending=self.pending,
         )
 
-    # Internals ------------------------------------------------------------
+    # Internals: judging a reply ---------------------------------------------
+
+    def _judge(self, response: Response, authorization: str | None, wall: float) -> _Judgement:
+        """Decide what a batch reply means. Never raises: an unreadable reply is judged by its status."""
+        status = response.status
+        verdict = classify_status(status, oauth=self._oauth)
+        if verdict is Verdict.DELIVERED:
+            return _Judgement(verdict, None, None)
+        error = api_error_from_response(status, response.body, self._redactor, also=(authorization,))
+        retry_after = None
+        if verdict is Verdict.RETRY:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), wall=wall)
+        return _Judgement(verdict, error, retry_after)
+
+    # Internals: state -------------------------------------------------------
 
     def _transition(self, event: _EngineEvent) -> None:
         try:
@@ -654,7 +667,7 @@ class Engine:
     def _send(self, batch: _Batch, authorization: str, *, now: float, wall: float) -> None:
         batch.move(_BatchEvent.SEND)
         request_id = self._new_request_id()
-        self._in_flight[request_id] = batch
+        self._in_flight[request_id] = _InFlight(batch, authorization)
         self._batches_in_flight += 1
         self._requests += 1
         builder = self._builder
@@ -672,8 +685,13 @@ class Engine:
         )
         batch.attempts += 1
 
+    def _failed_attempt(self, batch: _Batch, error: DeliveryError) -> None:
+        batch.last_error = error
+        self._last_error = error
+
     def _retry(self, batch: _Batch, error: DeliveryError, now: float) -> None:
         """A counted retry after backoff, or give up if the budget is spent."""
+        self._failed_attempt(batch, error)
         self._rate_limit_started = None
         if batch.first_failure_at is None:
             batch.first_failure_at = now
@@ -684,11 +702,18 @@ class Engine:
             return
         batch.retries += 1
         self._retries += 1
-        batch.ready_at = now + backoff_delay(batch.retries, self._rng.random())
+        delay = backoff_delay(batch.retries, self._rng.random())
+        batch.ready_at = now + delay
         batch.move(_BatchEvent.RETRY)
+        self._outputs.append(
+            Retrying(
+                first_seq=batch.first_seq, count=len(batch.messages), error=error, delay=delay, attempt=batch.attempts
+            )
+        )
 
-    def _pause(self, batch: _Batch, delay: float, now: float) -> None:
+    def _pause(self, batch: _Batch, error: APIError, delay: float, now: float) -> None:
         """Retry-After: hold the whole pipeline, uncounted, within max_rate_limit_duration."""
+        self._failed_attempt(batch, error)
         if self._rate_limit_started is None:
             self._rate_limit_started = now
         waited = now + delay - self._rate_limit_started
@@ -696,7 +721,7 @@ class Engine:
             # Sending sooner than asked would only meet another refusal.
             self._rate_limit_started = None
             batch.move(_BatchEvent.FAIL)
-            self._settle(batch, RateLimitExceeded(waited, self.config.max_rate_limit_duration))
+            self._settle(batch, RateLimitExceeded(waited, self.config.max_rate_limit_duration, error))
             return
         self._rate_limit_waits += 1
         # Another batch's Retry-After may already hold the pipeline longer: keep the later end.
@@ -704,6 +729,16 @@ class Engine:
         self._paused_until = until if self._paused_until is None else max(self._paused_until, until)
         batch.ready_at = now
         batch.move(_BatchEvent.PAUSE)
+        self._outputs.append(
+            Retrying(
+                first_seq=batch.first_seq,
+                count=len(batch.messages),
+                error=error,
+                delay=self._paused_until - now,
+                attempt=batch.attempts,
+                paused=True,
+            )
+        )
 
     def _settle(self, batch: _Batch, error: DeliveryError | None) -> None:
         """Report a finished batch once and forget it."""
@@ -717,7 +752,13 @@ class Engine:
     def _report_failed(self, first_seq: int, messages: tuple[bytes, ...], error: DeliveryError) -> None:
         name = type(error).__name__
         self._failed_counts[name] = self._failed_counts.get(name, 0) + len(messages)
+        self._mark_undelivered(first_seq, len(messages))
         self._outputs.append(MessagesFailed(first_seq=first_seq, messages=messages, error=error))
+
+    def _report_kept(self, first_seq: int, messages: tuple[bytes, ...], last_error: DeliveryError | None) -> None:
+        self._kept += len(messages)
+        self._mark_undelivered(first_seq, len(messages))
+        self._outputs.append(MessagesKept(first_seq=first_seq, messages=messages, last_error=last_error))
 
     def _abandon_waiting(self, error: DeliveryError) -> None:
         """Fail everything not in flight (OAuth cannot authorise it, ever)."""
@@ -726,12 +767,30 @@ class Engine:
             self._settle(batch, error)
         self._fail_queue(error)
         self._settle_if_drained()
+        self._resolve_waits()
 
-    def _abandon_everything(self, error: DeliveryError) -> None:
+    def _abandon_at_deadline(self) -> None:
+        """The close deadline passed: fail (or, durable, keep) everything, each with its last cause."""
         for batch in list(self._batches):
+            in_flight = batch.state is BatchState.IN_FLIGHT
             batch.move(_BatchEvent.ABANDON)
-            self._settle(batch, error)
-        self._fail_queue(error)
+            self._batches.remove(batch)
+            last_error = batch.last_error or self._last_error
+            if self.config.durable:
+                self._report_kept(batch.first_seq, batch.messages, last_error)
+            else:
+                self._report_failed(
+                    batch.first_seq,
+                    batch.messages,
+                    ShutdownDeadline(last_error, in_flight=in_flight and not last_error),
+                )
+        if self._intake.depth:
+            first_seq, messages = self._head_seq, self._intake.take_all()
+            self._head_seq += len(messages)
+            if self.config.durable:
+                self._report_kept(first_seq, messages, self._last_error)
+            else:
+                self._report_failed(first_seq, messages, ShutdownDeadline(self._last_error))
         # Late answers to abandoned requests are ignored.
         self._in_flight.clear()
         self._batches_in_flight = 0
@@ -747,3 +806,25 @@ class Engine:
     def _settle_if_drained(self) -> None:
         if self.state is EngineState.CLOSING and not self._intake.depth and not self._batches:
             self._transition(_EngineEvent.DRAINED)
+
+    # Internals: waits -------------------------------------------------------
+
+    def _add_wait(self, waiter: int) -> None:
+        self._waits[waiter] = _Wait(self.oldest_unsettled_seq, self.last_seq)
+        self._resolve_waits()
+
+    def _mark_undelivered(self, first_seq: int, count: int) -> None:
+        last = first_seq + count - 1
+        for wait in self._waits.values():
+            if first_seq <= wait.last and last >= wait.first:
+                wait.undelivered = True
+
+    def _resolve_waits(self) -> None:
+        """Emit WaitSettled for every wait whose messages are all settled (after the outputs that settled them)."""
+        if not self._waits:
+            return
+        oldest = self.oldest_unsettled_seq
+        for waiter, wait in list(self._waits.items()):
+            if wait.last < oldest:
+                del self._waits[waiter]
+                self._outputs.append(WaitSettled(waiter=waiter, delivered=not wait.undelivered))

@@ -87,21 +87,34 @@ class APIError(DeliveryError):
 
 
 class TransportError(DeliveryError):
-    """The request got no HTTP response: connect error, timeout or reset."""
+    """The request got no HTTP response: connect error, timeout or reset.
+
+    ``kind`` is a ``TransportFailureKind`` value (``"connect"``, ``"timeout"``,
+    ``"reset"``, ``"other"``); ``detail`` says what happened in words, with the
+    address where there is one (``"connection refused (127.0.0.1:8080)"``).
+    """
 
     def __init__(self, kind: str, detail: str = "") -> None:
         self.kind = kind
         self.detail = detail
-        super().__init__(f"{kind}: {detail}" if detail else kind)
+        super().__init__(detail or f"{kind} failure")
+
+
+def _last(last_error: DeliveryError | None) -> str:
+    return f"; last attempt: {last_error}" if last_error is not None else ""
 
 
 class RetriesExhausted(DeliveryError):
-    """Every counted retry, or the total backoff duration, was spent."""
+    """Every counted retry, or the total backoff duration, was spent.
+
+    ``last_error`` (also ``__cause__``) is what the last attempt met.
+    """
 
     def __init__(self, attempts: int, last_error: DeliveryError) -> None:
         self.attempts = attempts
         self.last_error = last_error
-        super().__init__(f"gave up after {attempts} attempts; last error: {last_error}")
+        super().__init__(f"gave up after {attempts} attempts{_last(last_error)}")
+        self.__cause__ = last_error
 
     @property
     def status(self) -> int | None:
@@ -110,19 +123,37 @@ class RetriesExhausted(DeliveryError):
 
 
 class RateLimitExceeded(DeliveryError):
-    """The server kept asking to wait (Retry-After) for longer than max_rate_limit_duration."""
+    """The server kept asking to wait (Retry-After) for longer than max_rate_limit_duration.
 
-    def __init__(self, waited: float, limit: float) -> None:
+    ``last_error`` (also ``__cause__``) is the last rate-limiting reply, as an APIError.
+    """
+
+    def __init__(self, waited: float, limit: float, last_error: DeliveryError | None = None) -> None:
         self.waited = waited
         self.limit = limit
-        super().__init__(f"rate limited for {waited:.1f}s; max_rate_limit_duration is {limit:.1f}s")
+        self.last_error = last_error
+        super().__init__(f"rate limited for {waited:.1f}s; max_rate_limit_duration is {limit:.1f}s{_last(last_error)}")
+        self.__cause__ = last_error
 
 
 class ShutdownDeadline(DeliveryError):
-    """The client was closed and its deadline passed before these messages were delivered."""
+    """The client was closed and its deadline passed before these messages were delivered.
 
-    def __init__(self, detail: str = "shutdown deadline passed before delivery") -> None:
-        super().__init__(detail)
+    ``last_error`` (also ``__cause__``) is the last failed attempt to deliver
+    them, or None if none failed (they were still queued, or in flight).
+    """
+
+    def __init__(self, last_error: DeliveryError | None = None, *, in_flight: bool = False) -> None:
+        self.last_error = last_error
+        self.in_flight = in_flight
+        if last_error is not None:
+            text = f"shutdown deadline passed before delivery{_last(last_error)}"
+        elif in_flight:
+            text = "shutdown deadline passed while the request was in flight (no reply yet)"
+        else:
+            text = "shutdown deadline passed before delivery (no attempt had failed)"
+        super().__init__(text)
+        self.__cause__ = last_error
 
 
 class QueueFull(DeliveryError):

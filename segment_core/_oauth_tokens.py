@@ -31,9 +31,8 @@ import enum
 import math
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jwt
 import msgspec
@@ -41,13 +40,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ._errors import ConfigurationError, OAuthError, SegmentError
+from ._config import OAuthConfig
+from ._errors import OAuthError, SegmentError
 from ._events import RandomSource, Response, TransportFailure
+from ._redaction import Redactor
 from ._retry_policy import backoff_delay, http_date_seconds, parse_retry_after
-from .limits import DEFAULT_OAUTH_AUTH_SERVER, DEFAULT_OAUTH_SCOPE, MAX_RETRY_AFTER, USER_AGENT
+from .limits import MAX_RETRY_AFTER, USER_AGENT
 
 __all__ = [
-    "OAuthConfig",
     "TokenManager",
     "TokenRequest",
     "TokenState",
@@ -57,7 +57,6 @@ __all__ = [
 # RFC 6749 section 4.4.2 and RFC 7523 section 2.2.
 GRANT_TYPE: Final = "client_credentials"
 CLIENT_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-TOKEN_PATH: Final = "/token"  # noqa: S105 - a path, not a password
 # segment-analytics-python 2.4: iat = now - 5, exp = now + 55 (a 60 s assertion, tolerant of small skew).
 ASSERTION_BACKDATE: Final = 5
 ASSERTION_LIFETIME: Final = 55
@@ -77,12 +76,11 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 460})
 _FATAL_5XX: Final = frozenset({501, 505})
 # A bearer token goes into a header: visible ASCII only, so it can never inject a header.
 _TOKEN_CHARS: Final = re.compile(r"[\x21-\x7e]+")
-# Anything shaped like a JWT, or a PEM block, is cut from error messages before they are shown.
-_SECRET_SHAPES: Final = re.compile(
-    r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*|-----BEGIN[^-]*-----.*?(?:-----END[^-]*-----|$)",
-    re.DOTALL,
-)
-_REDACTED: Final = "[redacted]"
+# A token is refreshed at half its lifetime, so at least twice a day whatever expires_in says.
+_MAX_TOKEN_LIFETIME: Final = 24 * 3600.0
+# A reply is shown from its start: a body of megabytes is not decoded whole to show 200 characters.
+_MAX_SHOWN_BODY: Final = 64 * 1024
+_KEY_ERROR: Final = "oauth private key must be an unencrypted PEM RSA private key"
 
 
 class TokenStateError(SegmentError, RuntimeError):
@@ -92,81 +90,30 @@ class TokenStateError(SegmentError, RuntimeError):
     """
 
 
-def _require_text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"oauth {name} must be a non-empty string")
-
-
-def _load_rsa_key(pem: str, *, validated: bool = False) -> RSAPrivateKey:
-    """Load an unencrypted PEM RSA private key; the error never quotes the key.
-
-    The RSA consistency check costs ~40 ms; ``validated=True`` skips it for a
-    key that ``OAuthConfig`` has already checked.
-    """
+def _load_rsa_key(pem: str) -> RSAPrivateKey | None:
+    """An unencrypted PEM RSA private key, or None if ``pem`` is not one (the key is never quoted)."""
     try:
-        key = load_pem_private_key(pem.encode("utf-8"), password=None, unsafe_skip_rsa_key_validation=validated)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        key = None
-    if not isinstance(key, RSAPrivateKey):
-        raise ConfigurationError("oauth private_key must be an unencrypted PEM RSA private key") from None
-    return key
-
-
-class OAuthConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """OAuth settings. ``repr`` and ``str`` never show the private key.
-
-    Raises:
-        ConfigurationError: an empty field, a private key that is not an
-            unencrypted PEM RSA key, an auth server that is not an http(s) URL,
-            or a negative ``max_retries``.
-    """
-
-    client_id: str
-    private_key: str  # PEM text
-    key_id: str
-    auth_server: str = DEFAULT_OAUTH_AUTH_SERVER  # a trailing slash is stripped wherever it is used
-    scope: str = DEFAULT_OAUTH_SCOPE
-    # Failed token requests retried in a row before FAILED (max_retries + 1 attempts), as
-    # the engine counts batch retries, so a client's max_retries=0 is valid here too.
-    max_retries: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("client_id", "private_key", "key_id", "auth_server", "scope"):
-            _require_text(name, getattr(self, name))
-        parts = urlsplit(self.auth_server)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError("oauth auth_server must be an http(s) URL")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigurationError("oauth max_retries must be an int of at least 0")
-        _load_rsa_key(self.private_key)
-
-    @property
-    def token_url(self) -> str:
-        """The token endpoint: ``{auth_server}/token``, without a doubled slash."""
-        return self.auth_server.rstrip("/") + TOKEN_PATH
-
-    def _safe_fields(self) -> Iterator[tuple[str, object]]:
-        yield "client_id", self.client_id
-        yield "key_id", self.key_id
-        yield "auth_server", self.auth_server
-        yield "scope", self.scope
-        yield "max_retries", self.max_retries
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._safe_fields())
-        return f"OAuthConfig({fields}, private_key=<hidden>)"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:
-        return list(self._safe_fields())
+        key = load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm, UnicodeError):
+        return None
+    return key if isinstance(key, RSAPrivateKey) else None
 
 
 class TokenState(enum.Enum):
-    NO_TOKEN = "no_token"  # noqa: S105 - nothing usable, nothing in flight: request at the next poll
-    REQUESTING = "requesting"  # no usable token, a request in flight
-    VALID = "valid"  # a usable token, nothing in flight; refresh (or retry) at a set time
-    REFRESHING = "refreshing"  # a usable token, its successor's request in flight
-    BACKING_OFF = "backing_off"  # no usable token, nothing in flight: request after a wait
-    FAILED = "failed"  # terminal: a configuration error, or max_retries + 1 failures in a row
+    """Where a token's lifecycle is."""
+
+    NO_TOKEN = "no_token"  # noqa: S105 - a state, not a password
+    """Nothing usable, nothing in flight: request at the next poll."""
+    REQUESTING = "requesting"
+    """No usable token, a request in flight."""
+    VALID = "valid"
+    """A usable token, nothing in flight; refresh (or retry) at a set time."""
+    REFRESHING = "refreshing"
+    """A usable token, its successor's request in flight."""
+    BACKING_OFF = "backing_off"
+    """No usable token, nothing in flight: request after a wait."""
+    FAILED = "failed"
+    """Terminal: a configuration error (an unusable key, a refused client), or max_retries + 1 failures in a row."""
 
 
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -207,6 +154,10 @@ _TRANSITIONS: Final[dict[tuple[TokenState, _Event], TokenState]] = {
     (_S.REFRESHING, _E.RETRY_LATER): _S.VALID,  # the old token serves until it expires
     (_S.REQUESTING, _E.RETRY_NOW): _S.NO_TOKEN,
     (_S.REFRESHING, _E.RETRY_NOW): _S.VALID,  # refresh due at once
+    # The private key cannot be used: found when the next assertion is signed.
+    (_S.NO_TOKEN, _E.GIVE_UP): _S.FAILED,
+    (_S.VALID, _E.GIVE_UP): _S.FAILED,
+    (_S.BACKING_OFF, _E.GIVE_UP): _S.FAILED,
     (_S.REQUESTING, _E.GIVE_UP): _S.FAILED,
     (_S.REFRESHING, _E.GIVE_UP): _S.FAILED,
     (_S.VALID, _E.DROP): _S.NO_TOKEN,
@@ -233,20 +184,25 @@ def _backoff_delay(failures: int, unit_random: float) -> float:
 def _positive_number(value: str) -> float | None:
     try:
         number = float(value.strip())
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and number > 0 else None
 
 
-def _sanitize(text: str, *secrets: str) -> str:
-    """Server text fit to show: secrets and secret-shaped strings cut, one line, truncated."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    text = " ".join(_SECRET_SHAPES.sub(_REDACTED, text).split())
-    if len(text) > MAX_ERROR_MESSAGE:
-        text = text[: MAX_ERROR_MESSAGE - 3] + "..."
-    return text
+def _decode_json(body: bytes) -> Any:
+    """The reply's JSON, or None for anything else (any bytes, any nesting: a server's choice)."""
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError, MemoryError):
+        return None
+
+
+_REDACTOR = Redactor()
+
+
+def _sanitize(text: str, *secrets: str | None) -> str:
+    """Server text fit to show: secrets and credential-shaped strings cut, one line, truncated."""
+    return _REDACTOR.redact(text, also=secrets, max_length=MAX_ERROR_MESSAGE)
 
 
 class TokenManager:
@@ -277,14 +233,15 @@ class TokenManager:
 
     def __init__(self, config: OAuthConfig, *, random: RandomSource) -> None:
         """Args:
-        config: the OAuth settings (which checked the key); the key is loaded once, here.
+        config: the OAuth settings.
         random: the source of jti values and backoff jitter; seed it to replay a run.
 
-        Raises:
-            ConfigurationError: the private key does not load as an RSA key.
+        The private key is loaded at the first ``poll``; one that cannot be used
+        fails the manager then (``failure`` says why), as segment-analytics-python
+        finds it at delivery.
         """
         self._config = config
-        self._key = _load_rsa_key(config.private_key, validated=True)
+        self._key: RSAPrivateKey | None = None
         self._rng = random
         self._skew = 0  # wall - server time, whole seconds; survives reset (the clocks did not change)
         self._start_over()
@@ -375,7 +332,10 @@ class TokenManager:
         )
         if not due:
             return None
-        self._assertion = self._sign_assertion(wall)
+        assertion = self._sign_assertion(wall)
+        if assertion is None:
+            return None
+        self._assertion = assertion
         self._sent_at = now
         self._move(_Event.SEND)
         config = self._config
@@ -414,17 +374,19 @@ class TokenManager:
         status = response.status
         self._last_status = status
         assertion, self._assertion = self._assertion, ""
-        text = response.body.decode("utf-8", "replace")
+        text = response.body[:_MAX_SHOWN_BODY].decode("utf-8", "replace")
         if 200 <= status < 300:
             self._grant(response.body, now)
         elif status == 429:
-            self._attempt_failed(f"HTTP 429: {_sanitize(text, assertion)}", now, self._rate_limit_wait(response, wall))
+            self._attempt_failed(
+                f"HTTP 429: {_sanitize(text, assertion, self._token)}", now, self._rate_limit_wait(response, wall)
+            )
         elif 400 <= status < 500 and any(phrase in text.lower() for phrase in SKEW_ERRORS):
-            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion)}", now, 0.0)
+            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion, self._token)}", now, 0.0)
         elif (300 <= status < 500 and status not in _TRANSIENT_STATUSES) or status in _FATAL_5XX:
-            self._give_up(self._configuration_error(status, response.body, assertion))
+            self._give_up(self._configuration_error(status, response.body, assertion, self._token))
         else:  # 1xx, 408, 460, 5xx, nonsense statuses: the server's trouble, worth a retry
-            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion)}", now, None)
+            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion, self._token)}", now, None)
 
     def receive_failure(self, failure: TransportFailure, *, now: float) -> None:
         """The token request got no response (connect error, timeout, reset).
@@ -478,8 +440,16 @@ class TokenManager:
             self._token = None
             self._expires_at = -math.inf
 
-    def _sign_assertion(self, wall: float) -> str:
-        """The RS256 client assertion (RFC 7523 section 3), dated on the server's clock."""
+    def _sign_assertion(self, wall: float) -> str | None:
+        """The RS256 client assertion (RFC 7523 section 3), dated on the server's clock.
+
+        None (and FAILED) when the private key cannot be used.
+        """
+        if self._key is None:
+            self._key = _load_rsa_key(self._config.private_key)
+            if self._key is None:
+                self._give_up(OAuthError(None, "invalid_private_key", _KEY_ERROR))
+                return None
         config = self._config
         server_now = int(wall) - self._skew
         claims = {
@@ -490,13 +460,15 @@ class TokenManager:
             "exp": server_now + ASSERTION_LIFETIME,
             "jti": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
         }
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": config.key_id})
+        try:
+            return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": config.key_id})
+        except Exception as exc:  # a key PyJWT refuses (too small, say): no token can ever be signed
+            message = f"could not sign the client assertion: {type(exc).__name__}"
+            self._give_up(OAuthError(None, "invalid_private_key", message))
+            return None
 
     def _grant(self, body: bytes, now: float) -> None:
-        try:
-            data: Any = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            data = None
+        data = _decode_json(body)
         token = data.get("access_token") if isinstance(data, dict) else None
         lifetime = self._lifetime(data.get("expires_in")) if isinstance(data, dict) else None
         if not isinstance(token, str) or not _TOKEN_CHARS.fullmatch(token) or lifetime is None:
@@ -512,14 +484,22 @@ class TokenManager:
 
     @staticmethod
     def _lifetime(value: object) -> float | None:
-        """Seconds from ``expires_in`` (a number or numeric string), the default if absent, None if bad."""
+        """Seconds from ``expires_in`` (a number or numeric string), the default if absent, None if bad.
+
+        A lifetime past a day is read as a day: the token is refreshed at least twice a day.
+        """
         if value is None:
             return DEFAULT_TOKEN_LIFETIME
+        number: float | None
         if isinstance(value, str):
-            return _positive_number(value)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value) if math.isfinite(value) and value > 0 else None
-        return None
+            number = _positive_number(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value if value > 0 else None  # compared as an int: it may be too large for a float
+        elif isinstance(value, float):
+            number = value if math.isfinite(value) and value > 0 else None
+        else:
+            number = None
+        return None if number is None else float(min(number, _MAX_TOKEN_LIFETIME))
 
     def _rate_limit_wait(self, response: Response, wall: float) -> float:
         """Seconds to wait after a 429: X-RateLimit-Reset, else Retry-After, else 5 s; at most 300 s.
@@ -561,22 +541,19 @@ class TokenManager:
         self._next_request_at = -math.inf
 
     @staticmethod
-    def _configuration_error(status: int, body: bytes, assertion: str) -> OAuthError:
+    def _configuration_error(status: int, body: bytes, *secrets: str | None) -> OAuthError:
         """OAuthError from an RFC 6749 section 5.2 error body (or whatever the server sent)."""
-        try:
-            data: Any = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            data = None
+        data = _decode_json(body)
         code = "invalid_request" if 400 <= status < 500 else "unexpected_status"
         message = ""
         if isinstance(data, dict):
             if isinstance(data.get("error"), str) and data["error"].strip():
-                code = _sanitize(data["error"], assertion)
+                code = _sanitize(data["error"], *secrets)
             for field in ("error_description", "message"):
                 if isinstance(data.get(field), str) and data[field].strip():
                     message = data[field]
                     break
         elif body:
-            message = body.decode("utf-8", "replace")
-        message = _sanitize(message, assertion) or f"HTTP {status}"
+            message = body[:_MAX_SHOWN_BODY].decode("utf-8", "replace")
+        message = _sanitize(message, *secrets) or f"HTTP {status}"
         return OAuthError(status, code, message)

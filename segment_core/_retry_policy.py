@@ -19,12 +19,14 @@ Pure decision functions; the engine applies them. The rules are segment-analytic
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 import msgspec
 
 from ._errors import APIError
+from ._redaction import Redactor
 from .limits import MAX_RETRY_AFTER
 
 __all__ = [
@@ -45,6 +47,11 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 60.0
 # Jitter adds up to this fraction of the base delay.
 BACKOFF_JITTER = 0.1
+
+# An error body is shown as text from its start: a reply of megabytes is not decoded whole.
+_MAX_SCANNED_BODY = 64 * 1024
+# A code is an identifier ("invalid_request"); anything longer is not one.
+_MAX_CODE = 60
 
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _FATAL_5XX = frozenset({501, 505})
@@ -106,7 +113,7 @@ def parse_retry_after(value: str | None, *, wall: float) -> float | None:
     text = value.strip()
     try:
         delay = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         when = http_date_seconds(text)
         if when is None:
             return None
@@ -123,11 +130,11 @@ def http_date_seconds(value: str) -> float | None:
     """
     try:
         when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):  # whatever a server wrote
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
 
 
 class _ErrorBody(msgspec.Struct):
@@ -136,17 +143,27 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
-# The API's message is shown to users; keep it to a readable length.
-_MAX_ERROR_MESSAGE = 300
 
 
-def api_error_from_response(status: int, body: bytes, reason: str = "") -> APIError:
-    """Build the APIError a failed batch reports: code and message from the JSON body if it has them."""
+def api_error_from_response(
+    status: int, body: bytes, redactor: Redactor, *, also: Iterable[str | None] = ()
+) -> APIError:
+    """Build the APIError a failed batch reports: code and message from the JSON body if it has them.
+
+    Total over what a server sends: a body that is not the API's error JSON (any
+    nesting, any bytes) is shown as text; every text shown is redacted.
+
+    Args:
+        status: the reply's status.
+        body: the reply's body.
+        redactor: cuts secrets from the server's text.
+        also: secrets known only for this request (the token it carried).
+    """
     if 300 <= status < 400:
-        return APIError(status, "redirect", reason or "unexpected redirect; check the configured host")
+        return APIError(status, "redirect", "unexpected redirect; check the configured host")
     try:
         parsed = _error_decoder.decode(body)
         code, message = parsed.code, parsed.message
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        code, message = "unknown", body[:_MAX_ERROR_MESSAGE].decode("utf-8", "replace")
-    return APIError(status, code, message[:_MAX_ERROR_MESSAGE])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, MemoryError):
+        code, message = "unknown", body[:_MAX_SCANNED_BODY].decode("utf-8", "replace")
+    return APIError(status, redactor.redact(code, also=also, max_length=_MAX_CODE), redactor.redact(message, also=also))

@@ -31,16 +31,19 @@ from typing import Any
 import msgspec
 
 from ._call_api import CallMethods
-from ._engine import Engine, EngineConfig, Enqueued
+from ._config import EngineConfig
+from ._engine import Engine, Enqueued
 from ._errors import DeliveryError
 from ._events import (
     MessagesDelivered,
     MessagesFailed,
+    MessagesKept,
     Request,
     RequestPurpose,
     Response,
     TransportFailure,
     TransportFailureKind,
+    WaitSettled,
 )
 from ._message_builder import BuiltMessage, build_message, message_id_from_bits
 
@@ -215,7 +218,7 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TraceEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One thing that happened: kind is request, response, failure, delivered or failed."""
+    """One thing that happened: kind is request, response, failure, delivered, failed, kept, retrying or settled."""
 
     time: float
     kind: str
@@ -234,8 +237,12 @@ class Trace(msgspec.Struct, kw_only=True):
     failed: dict[int, DeliveryError] = msgspec.field(default_factory=dict)
     # sequence numbers, in the order their delivery was reported
     delivery_order: list[int] = msgspec.field(default_factory=list)
+    # sequence numbers left to a spool at the close deadline (durable engines only)
+    kept: list[int] = msgspec.field(default_factory=list)
     # sequence numbers reported settled more than once (the engine's invariant says: never)
     settled_twice: list[int] = msgspec.field(default_factory=list)
+    # waiter token -> whether everything it covered was delivered
+    waits: dict[int, bool] = msgspec.field(default_factory=dict)
 
     @property
     def delivered_count(self) -> int:
@@ -272,6 +279,7 @@ class Simulator:
         # (time, tiebreak, request id, outcome)
         self._pending: list[tuple[float, int, int, Response | TransportFailure]] = []
         self._tiebreak = itertools.count()
+        self._waiters = itertools.count(1)
         self.rejected: list[DeliveryError] = []
 
     # Feeding messages -------------------------------------------------------
@@ -318,8 +326,13 @@ class Simulator:
 
     # Running ----------------------------------------------------------------
 
-    def run(self, *, until: float | None = None, max_steps: int = 10_000_000) -> Trace:
-        """Advance time and exchange requests until nothing is left to do, or ``until``.
+    def run(
+        self, *, until: float | None = None, stop: Callable[[], bool] | None = None, max_steps: int = 10_000_000
+    ) -> Trace:
+        """Advance time and exchange requests until nothing is left to do, ``until``, or ``stop()`` is true.
+
+        With OAuth there is always something left to do (the token is refreshed at
+        half its lifetime, forever): give ``until`` or ``stop``.
 
         Returns:
             The trace so far (the same object across calls).
@@ -328,6 +341,8 @@ class Simulator:
         for _ in range(max_steps):
             engine.poll(now=clock.now, wall=clock.wall)
             self._drain()
+            if stop is not None and stop():
+                return self.trace
             wake = engine.next_deadline()
             if self._pending and (wake is None or self._pending[0][0] < wake):
                 wake = self._pending[0][0]
@@ -386,6 +401,17 @@ class Simulator:
                     if seq in trace.delivered or seq in trace.failed:
                         trace.settled_twice.append(seq)
                     trace.failed[seq] = output.error
+            elif isinstance(output, MessagesKept):
+                self._event("kept", None, f"{output.first_seq}+{len(output.messages)}")
+                for seq in range(output.first_seq, output.first_seq + len(output.messages)):
+                    if seq in trace.delivered or seq in trace.failed or seq in trace.kept:
+                        trace.settled_twice.append(seq)
+                    trace.kept.append(seq)
+            elif isinstance(output, WaitSettled):
+                self._event("settled", None, f"waiter {output.waiter} delivered={output.delivered}")
+                trace.waits[output.waiter] = output.delivered
+            else:
+                self._event("retrying", None, f"{output.first_seq}+{output.count} in {output.delay:.3f}s")
 
     def _event(self, kind: str, request_id: int | None, detail: str) -> None:
         self.trace.events.append(TraceEvent(time=self.clock.now, kind=kind, request_id=request_id, detail=detail))
@@ -412,9 +438,9 @@ class SimulatedClient(CallMethods):
         return not isinstance(result, DeliveryError), built.message
 
     def flush(self) -> bool:
-        """Run the simulation until everything queued so far is settled; True if none of it failed."""
+        """Run the simulation until everything queued so far is settled; True if all of it was delivered."""
         sim = self._simulator
-        first = sim.engine.oldest_unsettled_seq
-        sim.flush()
-        sim.run()
-        return not any(seq >= first for seq in sim.trace.failed)
+        waiter = next(sim._waiters)
+        sim.engine.flush(now=sim.clock.now, waiter=waiter)
+        sim.run(stop=lambda: waiter in sim.trace.waits)
+        return sim.trace.waits[waiter]

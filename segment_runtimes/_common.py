@@ -24,6 +24,7 @@ from segment_core import (
     DeliveryError,
     EngineConfig,
     Enqueued,
+    MessagesDelivered,
     MessagesFailed,
     Output,
     ValidationError,
@@ -180,5 +181,5 @@ def report_outcomes(outputs: Iterable[Output], on_error: ErrorCallback | None) -
                 on_error(error, batch)
             except Exception:
                 log.exception("on_error callback raised; delivery continues")
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug("%d message(s) delivered", len(output.messages))  # type: ignore[union-attr]
+        elif isinstance(output, MessagesDelivered) and log.isEnabledFor(logging.DEBUG):
+            log.debug("%d message(s) delivered", len(output.messages))

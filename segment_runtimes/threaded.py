@@ -37,11 +37,14 @@ from segment_core import (
     EngineState,
     MessagesDelivered,
     MessagesFailed,
+    MessagesKept,
     Output,
     Request,
     Response,
+    Retrying,
     Stats,
     TransportFailure,
+    WaitSettled,
 )
 from segment_core.limits import (
     DEFAULT_MAX_QUEUE_BYTES,
@@ -431,7 +434,7 @@ class Client(RealTimeCalls):
                 for waiter in self._waiters:
                     if output.first_seq <= waiter.last and last >= waiter.first:
                         waiter.failed = True
-            elif not isinstance(output, MessagesDelivered):  # pragma: no cover - Output is closed
+            elif not isinstance(output, MessagesDelivered | Retrying | WaitSettled | MessagesKept):
                 raise AssertionError(f"unknown output {output!r}")
         if len(self._to_send) > 1:
             self._work_ready.notify(len(self._to_send) - 1)

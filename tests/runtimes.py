@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import trio
 
-from segment_core._engine import Stats
+from segment_core import Stats
 from segment_runtimes.asyncio import AsyncClient
 from segment_runtimes.threaded import Client
 from segment_runtimes.trio import open_client

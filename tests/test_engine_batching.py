@@ -10,8 +10,7 @@ from datetime import datetime
 import msgspec
 import pytest
 
-from segment_core import MessageTooLarge, QueueFull
-from segment_core._engine import Enqueued
+from segment_core import Enqueued, MessageTooLarge, QueueFull
 from segment_core._errors import ClientClosed
 from segment_core.limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 

@@ -6,8 +6,7 @@ from collections import Counter
 
 import pytest
 
-from segment_core import APIError, RetriesExhausted, ShutdownDeadline
-from segment_core._engine import EngineState, Enqueued
+from segment_core import APIError, EngineState, Enqueued, RetriesExhausted, ShutdownDeadline
 from segment_core._errors import ClientClosed
 
 from .test_engine_support import Driver, FixedRandom, message

@@ -18,6 +18,9 @@ EVERY step the engine's outputs, ``pending``, ``stats()`` and
 - no batch request while a Retry-After pause runs;
 - every counted backoff delay within 0.5 s x 2^(k-2) (+10%), capped at 60 s;
 - batches go out in order (max_in_flight=1: delivered in enqueue order);
+- every counted retry and every pause is announced once (``Retrying``), with its delay;
+- every wait (``flush(waiter=...)``) settles exactly once, right after the
+  last message it covers is settled, saying whether all of them were delivered;
 - ``next_deadline()`` is never None while messages wait and nothing is in
   flight, and is never later than the moment something becomes due.
 """
@@ -39,6 +42,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from segment_core import (
     APIError,
+    Engine,
+    EngineConfig,
+    EngineState,
+    Enqueued,
     MessagesDelivered,
     MessagesFailed,
     QueueFull,
@@ -46,12 +53,13 @@ from segment_core import (
     Request,
     Response,
     RetriesExhausted,
+    Retrying,
     ShutdownDeadline,
     TransportError,
     TransportFailure,
     TransportFailureKind,
+    WaitSettled,
 )
-from segment_core._engine import Engine, EngineConfig, EngineState, Enqueued
 from segment_core._errors import ClientClosed
 from segment_core.limits import MAX_BATCH_BYTES, MAX_RETRY_AFTER
 
@@ -126,6 +134,7 @@ class Model:
     retries: int = 0
     rate_limit_waits: int = 0
     abandoned: set[int] = field(default_factory=set)
+    waits: dict[int, list[int]] = field(default_factory=dict)  # waiter -> the seqs it covers
 
     @property
     def wall(self) -> float:
@@ -217,6 +226,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.engine = Engine(config, random=random.Random(seed))
         self.model = Model(config=config)
         self.next_index = 0
+        self.waiters = 0
 
     # Rules ---------------------------------------------------------------------------------
 
@@ -266,6 +276,17 @@ class EngineMachine(RuleBasedStateMachine):
     def flush(self) -> None:
         self.engine.flush(now=self.model.now)
         self.model.flush_through = len(self.model.data)
+        self.drain("flush")
+
+    @rule()
+    def flush_and_wait(self) -> None:
+        model = self.model
+        self.waiters += 1
+        waiter = self.waiters
+        # A wait covers what is not yet settled: an earlier failure was reported to an earlier wait.
+        model.waits[waiter] = [seq for seq in model.data if seq not in model.settled]
+        self.engine.flush(now=model.now, waiter=waiter)
+        model.flush_through = len(model.data)
         self.drain("flush")
 
     @rule(seconds=st.floats(0.001, 2.0) | st.sampled_from([10.0, 60.0, 299.0, 301.0, 3600.0]))
@@ -400,8 +421,28 @@ class EngineMachine(RuleBasedStateMachine):
         self.deadline_passes()
         self.engine_agrees_with_model()
         assert set(self.model.settled) == set(self.model.data)
+        assert not self.model.waits, f"waits never settled: {self.model.waits}"
 
     # Helpers ----------------------------------------------------------------------------
+
+    def check_retrying(self, retried: list[Retrying], expect: Expect) -> None:
+        """A batch answered and not settled is announced as retrying once, with the delay the model expects."""
+        if expect.outcome != "none" or not expect.seqs:
+            assert not retried, f"a settled batch announced a retry: {retried}"
+            return
+        (announced,) = retried
+        batch = self.model.batches[expect.seqs[0]]
+        assert (announced.first_seq, announced.count, announced.attempt) == (
+            expect.seqs[0],
+            len(expect.seqs),
+            batch.attempts,
+        )
+        assert isinstance(announced.error, APIError | TransportError)
+        now = self.model.now
+        if announced.paused:
+            assert now + announced.delay == self.model.pause_end
+        else:
+            assert batch.earliest - EPS <= now + announced.delay <= batch.latest + EPS
 
     def counted_retry(self, batch: BatchModel, expect: Expect, *, now: float, status: int | None = None) -> None:
         model, config = self.model, self.model.config
@@ -428,11 +469,20 @@ class EngineMachine(RuleBasedStateMachine):
         model = self.model
         settled_now: list[tuple[list[int], str, object]] = []
         deadline_passed = context == "poll" and model.deadline is not None and model.now >= model.deadline
+        retried: list[Retrying] = []
         for output in self.engine.next_outputs():
             if isinstance(output, Request):
                 assert context == "poll", f"a request from {context}"
                 assert not deadline_passed
                 self.check_request(output)
+                continue
+            if isinstance(output, Retrying):
+                retried.append(output)
+                continue
+            if isinstance(output, WaitSettled):
+                covered = model.waits.pop(output.waiter)
+                assert all(seq in model.settled for seq in covered), "a wait settled before its messages"
+                assert output.delivered == all(model.settled[seq] == "delivered" for seq in covered)
                 continue
             seqs = list(range(output.first_seq, output.first_seq + len(output.messages)))
             for seq, data in zip(seqs, output.messages, strict=True):
@@ -450,7 +500,10 @@ class EngineMachine(RuleBasedStateMachine):
                 model.settled[seq] = reason
             settled_now.append((seqs, reason, getattr(output, "error", None)))
             self.forget(seqs)
+        for waiter, covered in model.waits.items():
+            assert not all(seq in model.settled for seq in covered), f"wait {waiter} settled but not reported"
         if expect is not None:
+            self.check_retrying(retried, expect)
             if expect.outcome == "none":
                 assert settled_now == [], f"{context}: unexpected {settled_now}"
             else:
@@ -458,12 +511,14 @@ class EngineMachine(RuleBasedStateMachine):
                 assert (seqs, reason) == (expect.seqs, expect.outcome)
                 self.check_error(error, expect)
         elif deadline_passed:
+            assert not retried
             assert all(reason == "ShutdownDeadline" for _, reason, _ in settled_now)
             assert all(isinstance(error, ShutdownDeadline) for _, _, error in settled_now)
             model.abandoned.update(b.request_id for b in model.batches.values() if b.request_id is not None)
             model.batches.clear()
             model.queue.clear()
         else:
+            assert not retried, f"{context} announced a retry"
             assert settled_now == [], f"{context} settled {settled_now}"
 
     def check_error(self, error: object, expect: Expect) -> None:

@@ -16,14 +16,20 @@ import msgspec
 
 from segment_core import (
     DeliveryError,
+    Engine,
+    EngineConfig,
+    Enqueued,
     MessagesDelivered,
     MessagesFailed,
+    MessagesKept,
     Request,
     Response,
+    Retrying,
     TransportFailure,
     TransportFailureKind,
+    WaitSettled,
 )
-from segment_core._engine import Authorizer, Engine, EngineConfig, Enqueued
+from segment_core._authorization import Authorizer
 
 __all__ = [
     "WALL0",
@@ -148,6 +154,9 @@ class Driver:
         self.delivered: dict[int, bytes] = {}
         self.failed: dict[int, DeliveryError] = {}
         self.delivery_order: list[int] = []
+        self.kept: dict[int, DeliveryError | None] = {}
+        self.retrying: list[Retrying] = []
+        self.waits: dict[int, bool] = {}  # waiter -> delivered
         self._next_index = 0
 
     @property
@@ -218,14 +227,24 @@ class Driver:
                 self.sent.append(output)
                 self.unanswered[output.id] = output
                 continue
+            if isinstance(output, Retrying):
+                self.retrying.append(output)
+                continue
+            if isinstance(output, WaitSettled):
+                assert output.waiter not in self.waits, f"wait {output.waiter} settled twice"
+                self.waits[output.waiter] = output.delivered
+                continue
             seqs = range(output.first_seq, output.first_seq + len(output.messages))
             for seq, data in zip(seqs, output.messages, strict=True):
                 assert seq not in self.delivered, f"message {seq} settled twice"
                 assert seq not in self.failed, f"message {seq} settled twice"
+                assert seq not in self.kept, f"message {seq} settled twice"
                 assert self.data[seq] == data, f"message {seq} reported with other bytes"
                 if isinstance(output, MessagesDelivered):
                     self.delivered[seq] = data
                     self.delivery_order.append(seq)
+                elif isinstance(output, MessagesKept):
+                    self.kept[seq] = output.last_error
                 else:
                     assert isinstance(output, MessagesFailed)
                     self.failed[seq] = output.error

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from segment_core import OAuthConfig
 from segment_core._errors import ConfigurationError, OAuthError
 from segment_core._events import Response, TransportFailure, TransportFailureKind
 from segment_core._oauth_tokens import (
@@ -27,7 +28,6 @@ from segment_core._oauth_tokens import (
     DEFAULT_RATE_LIMIT_WAIT,
     DEFAULT_TOKEN_LIFETIME,
     MAX_ERROR_MESSAGE,
-    OAuthConfig,
     TokenManager,
     TokenRequest,
     TokenState,
@@ -658,11 +658,7 @@ BROKEN_PEM = "-----BEGIN PRIVATE KEY-----\nSUPERSECRETKEYMATERIAL\n-----END PRIV
         {"key_id": ""},
         {"scope": ""},
         {"private_key": ""},
-        {"private_key": BROKEN_PEM},
-        {"private_key": "SUPERSECRETKEYMATERIAL"},
         {"private_key": b"bytes are not text"},
-        {"private_key": "ec"},
-        {"private_key": "encrypted"},
         {"auth_server": ""},
         {"auth_server": "oauth2.segment.io"},
         {"auth_server": "ftp://oauth2.segment.io"},
@@ -672,10 +668,6 @@ BROKEN_PEM = "-----BEGIN PRIVATE KEY-----\nSUPERSECRETKEYMATERIAL\n-----END PRIV
     ],
 )
 def test_bad_configuration_is_refused_without_echoing_the_key(overrides: dict[str, Any]) -> None:
-    if overrides.get("private_key") == "ec":
-        overrides["private_key"] = _ec_pem()
-    elif overrides.get("private_key") == "encrypted":
-        overrides["private_key"] = _encrypted_pem()
     with pytest.raises(ConfigurationError) as caught:
         make_config(**overrides)
     text = f"{caught.value} {caught.value!r}"
@@ -683,6 +675,32 @@ def test_bad_configuration_is_refused_without_echoing_the_key(overrides: dict[st
     assert "KEY-----" not in text
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None or caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("private_key", [BROKEN_PEM, "SUPERSECRETKEYMATERIAL", "ec", "encrypted"])
+def test_an_unusable_key_fails_at_the_first_token_request_not_at_construction(private_key: str) -> None:
+    # As segment-analytics-python 2.4 finds it: when the first assertion is signed, at delivery.
+    if private_key == "ec":
+        private_key = _ec_pem()
+    elif private_key == "encrypted":
+        private_key = _encrypted_pem()
+    manager = TokenManager(make_config(private_key=private_key), random=random.Random(0))
+    before = manager.state
+    assert before is TokenState.NO_TOKEN
+    assert manager.poll(now=0.0, wall=WALL) is None
+    assert manager.state is TokenState.FAILED
+    failure = manager.failure
+    assert isinstance(failure, OAuthError)
+    assert (failure.status, failure.code) == (None, "invalid_private_key")
+    assert "unencrypted PEM RSA private key" in failure.message
+    text = f"{failure} {failure!r}"
+    assert "SUPERSECRET" not in text
+    assert "KEY-----" not in text
+    # Nothing more is ever requested, and a fork's reset finds the same key unusable.
+    assert manager.next_deadline() is None
+    manager.reset()
+    assert manager.poll(now=1.0, wall=WALL + 1) is None
+    assert manager.state is TokenState.FAILED
 
 
 def test_config_defaults() -> None:
@@ -739,10 +757,10 @@ def test_manager_repr_shows_state_and_expiry_only() -> None:
 
 def test_config_round_trips_through_msgspec_validation() -> None:
     # msgspec runs __post_init__ on decode too, so a decoded config is validated.
-    raw = {"client_id": "c", "private_key": "nope", "key_id": "k"}
+    raw = {"client_id": "c", "private_key": "SUPERSECRET", "key_id": "k", "auth_server": "nope"}
     with pytest.raises(msgspec.ValidationError) as caught:
         msgspec.convert(raw, OAuthConfig)
-    assert "nope" not in str(caught.value)
+    assert "SUPERSECRET" not in str(caught.value)
 
 
 # The state machine under arbitrary interleavings ----------------------------------------

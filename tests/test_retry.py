@@ -12,6 +12,7 @@ from email.utils import formatdate
 import pytest
 
 from segment_core import APIError
+from segment_core._redaction import Redactor
 from segment_core._retry_policy import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -168,7 +169,7 @@ API_ERROR_TABLE = [
     ("status", "body", "code", "message"), [row[1:] for row in API_ERROR_TABLE], ids=[row[0] for row in API_ERROR_TABLE]
 )
 def test_api_error_from_response(status: int, body: bytes, code: str, message: str) -> None:
-    error = api_error_from_response(status, body)
+    error = api_error_from_response(status, body, Redactor())
     assert isinstance(error, APIError)
     assert (error.status, error.code, error.message) == (status, code, message)
     assert str(status) in str(error)
@@ -178,15 +179,40 @@ def test_api_error_from_response(status: int, body: bytes, code: str, message: s
 def test_api_error_for_a_redirect_names_it(status: int) -> None:
     # Redirect bodies are HTML from a proxy, not the API: say what happened, as
     # segment-analytics-python 2.4 does (code "redirect").
-    error = api_error_from_response(status, b"<html>Moved</html>")
+    error = api_error_from_response(status, b"<html>Moved</html>", Redactor())
     assert (error.status, error.code) == (status, "redirect")
     assert "host" in error.message
 
 
 def test_api_error_message_is_kept_readable() -> None:
     long_message = "x" * 5000
-    error = api_error_from_response(400, b'{"code":"c","message":"' + long_message.encode() + b'"}')
-    assert 0 < len(error.message) <= 300
-    assert long_message.startswith(error.message)
-    error = api_error_from_response(400, long_message.encode())
-    assert 0 < len(error.message) <= 300
+    error = api_error_from_response(400, b'{"code":"c","message":"' + long_message.encode() + b'"}', Redactor())
+    assert len(error.message) == 300
+    assert error.message.endswith("...")
+    assert long_message.startswith(error.message.removesuffix("..."))
+    error = api_error_from_response(400, long_message.encode(), Redactor())
+    assert len(error.message) == 300
+
+
+NESTED_OBJECT = b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NESTED_OBJECT,
+        b'{"code":' + b"[" * 5000,
+        b"\xff\xfe{not json",
+        b'{"code":"' + b"c" * 100_000 + b'","message":"m"}',
+        b'{"code": 12, "message": {"nested": true}}',
+        b"[" * 100_000,
+    ],
+    ids=["nested-2000", "unterminated-5000", "invalid-utf8", "huge-code", "wrong-types", "array-100000"],
+)
+@pytest.mark.parametrize("status", [400, 500, 503])
+def test_any_error_body_becomes_an_api_error_judged_by_status(body: bytes, status: int) -> None:
+    error = api_error_from_response(status, body, Redactor())
+    assert error.status == status
+    assert len(error.code) <= 60
+    assert len(error.message) <= 300
+    assert "\n" not in error.message

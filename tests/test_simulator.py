@@ -10,9 +10,8 @@ from email.utils import formatdate
 import msgspec
 import pytest
 
-from segment_core import Request, RetriesExhausted, ShutdownDeadline, TransportFailureKind
+from segment_core import EngineConfig, Request, RetriesExhausted, ShutdownDeadline, TransportFailureKind
 from segment_core import testing as simulation
-from segment_core._engine import EngineConfig
 from segment_core.testing import Drop, Reply, ScriptedServer, Simulator, Step, Trace, VirtualClock, rate_limited
 
 _encode = msgspec.json.Encoder().encode
