@@ -17,7 +17,7 @@ __all__ = ["main"]
 # name -> (module, one-line help)
 SUBCOMMANDS = {
     "demo": ("segment_runtimes._demo", "run a workload through every runtime against an embedded collector"),
-    "collector": ("segment_runtimes.collector", "run a loopback Segment-compatible collector"),
+    "collector": ("segment_runtimes.collector._cli", "run a loopback Segment-compatible collector"),
     "send": ("segment_runtimes._cli_send", "send one message, like segment-analytics-python's simulator"),
 }
 

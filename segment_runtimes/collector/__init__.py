@@ -17,26 +17,24 @@ message over 32 KB), 401, 404, 405 or 413 (a body over 500,000 bytes; Segment do
 both size limits, and clients treat 400 and 413 alike: not retryable). A batch with one invalid
 message is rejected whole with 400, so what the client reports always matches what is stored.
 
-Also a CLI: ``python -m segment_runtimes collector --port 8080 --db events.sqlite`` (see
-:func:`add_arguments`).
+Also a CLI: ``python -m segment_runtimes collector --port 8080 --db events.sqlite`` (``_cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import random
-import signal
 import sqlite3
-import sys
 import threading
 import types
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Final
+
+import msgspec
 
 from segment_core.limits import MAX_BATCH_BYTES
 
@@ -61,7 +59,8 @@ from ._protocol import (
     validate_payload,
 )
 from ._server import Server
-from ._store import Store, StoredMessage
+from ._store import Store, StoredMessage, row_to_message
+from ._viewer import MAX_FEED_ROWS, Feed, viewer_action
 
 __all__ = [
     "DEFAULT_FAULT_KINDS",
@@ -71,8 +70,6 @@ __all__ = [
     "Faults",
     "OAuthServerSettings",
     "StoredMessage",
-    "add_arguments",
-    "run",
 ]
 
 log = logging.getLogger("segment_runtimes.collector")
@@ -147,6 +144,8 @@ class CollectorStats:
         faults: injected faults by kind.
         rejected: error replies by status, injected faults excluded.
         tokens_issued: OAuth tokens issued.
+        peak_connection_bytes: the most one connection has held at once (unparsed input, a request
+            body, a reply not yet sent); bounded whatever a client sends or fails to read.
     """
 
     requests: int
@@ -157,6 +156,7 @@ class CollectorStats:
     faults: Mapping[str, int]
     rejected: Mapping[int, int]
     tokens_issued: int
+    peak_connection_bytes: int = 0
 
 
 class _Lifecycle(Enum):
@@ -179,9 +179,11 @@ class Collector:
         host: address to listen on.
         read_timeout: seconds a request may take to arrive, and the idle keep-alive timeout.
         on_message: called on the collector's thread with each stored message, after commit.
+        viewer_rows: how many recent rows (messages, rejections, faults) the live viewer keeps
+            for a page opened later; a viewer that falls further behind is disconnected.
 
     Raises:
-        ValueError: an OAuth public key that is not an RSA PEM.
+        ValueError: an OAuth public key that is not an RSA PEM, a read_timeout or viewer_rows out of range.
     """
 
     def __init__(
@@ -195,9 +197,12 @@ class Collector:
         *,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         on_message: Callable[[StoredMessage], None] | None = None,
+        viewer_rows: int = MAX_FEED_ROWS,
     ) -> None:
         if read_timeout <= 0:
             raise ValueError("read_timeout must be positive")
+        if viewer_rows < 1:
+            raise ValueError("viewer_rows must be at least 1")
         self.host = host
         self._requested_port = port
         self._db_path = db_path
@@ -221,6 +226,7 @@ class Collector:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        self._feed = Feed(self._feed_counters, max_rows=viewer_rows)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -310,6 +316,11 @@ class Collector:
         return f"http://{host}:{self.port}"
 
     @property
+    def viewer_url(self) -> str:
+        """The live event viewer: a page where messages, rejections and faults appear as they happen."""
+        return f"{self.url}/"
+
+    @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._lifecycle is _Lifecycle.RUNNING
@@ -367,6 +378,7 @@ class Collector:
                 faults=types.MappingProxyType(dict(self._fault_counts)),
                 rejected=types.MappingProxyType(dict(self._rejected)),
                 tokens_issued=self.tokens_issued,
+                peak_connection_bytes=0 if self._server is None else self._server.peak_connection_bytes,
             )
 
     @property
@@ -398,25 +410,32 @@ class Collector:
         with self._lock:
             self._connections += 1
 
-    def _reject(self, status: int, code: str, message: str) -> Reply:
+    def _reject(self, status: int, code: str, message: str, method: str, path: str) -> Reply:
         with self._lock:
             self._requests += 1
             self._rejected[status] += 1
+        self._feed.record_rejected(method, path, status, code, message, 0)
         return error_reply(status, code, message, close=True)
 
     def _handle(self, request: HttpRequest, *, faults: bool) -> Action:
-        """Answer one complete request: faults first, then route, auth, decode, validate, store."""
+        """Answer one complete request: faults first, then route, auth, decode, validate, store.
+
+        ``faults`` is False for a request replayed after a latency fault: it gets no second fault.
+        """
+        viewer = viewer_action(request, self._feed)
+        if viewer is not None:
+            return viewer  # the viewer's own requests are not traffic: nothing is counted
         if faults:
             with self._lock:
                 self._requests += 1
         if request.path == TOKEN_PATH and self._authority is not None:
             reply = self._authority.token_endpoint(request)
             if reply.status >= 400:
-                self._count_rejected(reply.status)
+                self._count_rejected(request, reply)
             return reply
         if not request.path.startswith("/v1/"):
-            return self._rejected_reply(RequestRejected(404, "not_found", "no such endpoint"))
-        fault = self._draw_fault() if faults else None
+            return self._rejected_reply(request, RequestRejected(404, "not_found", "no such endpoint"))
+        fault = self._draw_fault(request) if faults else None
         if fault == "latency":
             return Delay(self.faults.latency)
         if fault == "drop":
@@ -426,33 +445,43 @@ class Collector:
         try:
             messages = self._accept(request)
         except RequestRejected as exc:
-            reply = self._rejected_reply(exc)
+            reply = self._rejected_reply(request, exc)
             return Drop() if fault == "lose_reply" else reply
-        store = self._started_store()
+        except Exception:  # a bug: say so, but answer, and keep the connection
+            log.exception("collector: failed to read a request; replying 500")
+            return self._rejected_reply(request, RequestRejected(500, "internal_error", "the collector failed"))
         try:
-            stored = store.insert(messages, rows=self._on_message is not None)
+            stored = self._started_store().insert(messages)
         except sqlite3.Error:
             log.exception("collector: could not store a batch; replying 500")
-            return self._rejected_reply(RequestRejected(500, "storage_error", "could not store the batch"))
+            return self._rejected_reply(request, RequestRejected(500, "storage_error", "could not store the batch"))
         with self._lock:
             self._batches += 1
         log.debug("collector: %s %s stored %d messages", request.method, request.path, len(messages))
+        self._feed.record_batch(request.path, stored, fault or (None if faults else "latency"))
         if self._on_message is not None:
-            for message in stored:
+            for row in stored:
                 try:
-                    self._on_message(message)
+                    self._on_message(row_to_message(row))
                 except Exception:
                     log.exception("collector: on_message callback failed")
         return Drop() if fault == "lose_reply" else json_reply(200, {"success": True})
 
-    def _draw_fault(self) -> str | None:
+    def _draw_fault(self, request: HttpRequest) -> str | None:
         with self._lock:
             settings = self._faults
             if settings.rate <= 0 or self._rng.random() >= settings.rate:
                 return None
             fault = str(self._rng.choice(list(settings.kinds)))
             self._fault_counts[fault] += 1
-            return fault
+        status = _STATUS_FAULTS[fault][0] if fault in _STATUS_FAULTS else None
+        note = {
+            "latency": f"reply delayed {settings.latency:g} s; the request is then handled as usual",
+            "drop": "connection closed: nothing stored, no reply",
+            "lose_reply": "batch handled, then the connection closed without a reply (a retry shows as duplicates)",
+        }.get(fault, f"answered {status} instead of handling the request")
+        self._feed.record_fault(request.path, fault, note, status)
+        return fault
 
     def _fault_reply(self, fault: str) -> Reply:
         status, code = _STATUS_FAULTS[fault]
@@ -461,15 +490,40 @@ class Collector:
             headers = (("retry-after", _retry_after_text(self.faults.retry_after)),)
         return error_reply(status, code, "injected fault", headers=headers)
 
-    def _count_rejected(self, status: int) -> None:
+    def _count_rejected(self, request: HttpRequest, reply: Reply) -> None:
+        """Count and show an OAuth error reply from ``/token``."""
         with self._lock:
-            self._rejected[status] += 1
+            self._rejected[reply.status] += 1
+        try:
+            body = msgspec.json.decode(reply.body, type=dict[str, str])
+        except msgspec.DecodeError:
+            body = {}
+        reason = body.get("error_description", "")
+        self._feed.record_rejected(
+            request.method, request.path, reply.status, body.get("error", "error"), reason, len(request.body)
+        )
 
-    def _rejected_reply(self, exc: RequestRejected) -> Reply:
-        self._count_rejected(exc.status)
+    def _rejected_reply(self, request: HttpRequest, exc: RequestRejected) -> Reply:
+        with self._lock:
+            self._rejected[exc.status] += 1
+        self._feed.record_rejected(request.method, request.path, exc.status, exc.code, exc.message, len(request.body))
         log.debug("collector: rejected with %d %s", exc.status, exc.code)
         headers = (("allow", "POST"),) if exc.status == 405 else ()
         return error_reply(exc.status, exc.code, exc.message, headers=headers)
+
+    def _feed_counters(self) -> dict[str, int]:
+        store = self._store
+        received, unique, duplicates = (0, 0, 0) if store is None else store.counts()
+        with self._lock:
+            rejected = sum(self._rejected.values())
+            faults = sum(self._fault_counts.values())
+        return {
+            "received": received,
+            "unique": unique,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "faults": faults,
+        }
 
     def _accept(self, request: HttpRequest) -> list[AcceptedMessage]:
         """Route, authenticate, decode and validate; returns the messages to store."""
@@ -518,118 +572,8 @@ class _Callbacks:
     def handle(self, request: HttpRequest, *, faults: bool) -> Action:
         return self._collector._handle(request, faults=faults)
 
-    def reject(self, status: int, code: str, message: str) -> Reply:
-        return self._collector._reject(status, code, message)
+    def reject(self, status: int, code: str, message: str, *, method: str = "", path: str = "") -> Reply:
+        return self._collector._reject(status, code, message, method, path)
 
     def connection_opened(self) -> None:
         self._collector._connection_opened()
-
-
-# --- CLI ------------------------------------------------------------------------------------
-
-
-def _fault_kinds(text: str) -> tuple[str, ...]:
-    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
-    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(FAULT_KINDS)}")
-    return kinds
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be within [0, 1]")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``collector`` subcommand's flags to ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default 8080)")
-    parser.add_argument("--db", default=None, help="SQLite file to store messages in (default: a temporary file)")
-    parser.add_argument("--faults", type=_rate, default=0.0, metavar="RATE", help="fault rate in [0, 1]")
-    parser.add_argument("--seed", type=int, default=0, help="seed for fault injection")
-    parser.add_argument(
-        "--fault-kinds",
-        type=_fault_kinds,
-        default=DEFAULT_FAULT_KINDS,
-        metavar="K1,K2",
-        help=f"faults to inject, from {','.join(FAULT_KINDS)} (default: all but 400)",
-    )
-    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with 429")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds the latency fault adds")
-    parser.add_argument(
-        "--write-key", action="append", default=None, help="accepted write key (repeatable; default: any)"
-    )
-    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, help="seconds per request")
-    parser.add_argument("--oauth-public-key", default=None, metavar="PEM_FILE", help="turn on OAuth with this key")
-    parser.add_argument("--oauth-key-id", default=None, help="OAuth key id (kid)")
-    parser.add_argument("--oauth-client-id", default=None, help="OAuth client id")
-    parser.add_argument("--quiet", action="store_true", help="do not print each message")
-
-
-def _printable(text: str | None) -> str:
-    # Terminal-safe: no escape sequences from message content reach the terminal.
-    return "" if text is None else "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _print_message(message: StoredMessage) -> None:
-    who = f"userId={message.user_id}" if message.user_id else f"anonymousId={message.anonymous_id}"
-    line = f"{message.type} {message.message_id} {who} {message.event_or_name or ''}".rstrip()
-    print(_printable(line) + (" [duplicate]" if message.duplicate else ""), flush=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the collector until Ctrl-C or SIGTERM; everything acknowledged is committed.
-
-    Returns:
-        0 after a clean stop, 1 if the address cannot be bound or the database opened, 2 for
-        bad OAuth settings.
-    """
-    oauth = None
-    if args.oauth_public_key:
-        if not (args.oauth_key_id and args.oauth_client_id):
-            print("--oauth-public-key needs --oauth-key-id and --oauth-client-id", file=sys.stderr)
-            return 2
-        with open(args.oauth_public_key, encoding="ascii") as pem:
-            oauth = OAuthServerSettings(pem.read(), args.oauth_key_id, args.oauth_client_id)
-    faults = Faults(
-        rate=args.faults, seed=args.seed, kinds=args.fault_kinds, retry_after=args.retry_after, latency=args.latency
-    )
-    collector = Collector(
-        port=args.port,
-        db_path=args.db,
-        write_keys=args.write_key,
-        faults=faults,
-        oauth=oauth,
-        host=args.host,
-        read_timeout=args.read_timeout,
-        on_message=None if args.quiet else _print_message,
-    )
-    stopping = threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stopping.set())
-    try:
-        try:
-            collector.start()
-        except sqlite3.Error as exc:
-            print(f"cannot open {args.db}: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return 1
-        print(f"listening on {collector.url}", flush=True)
-        while not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        collector.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if collector.db_path and args.db:
-        print(f"stopped: {collector.count()} messages in {args.db}", file=sys.stderr)
-    return 0

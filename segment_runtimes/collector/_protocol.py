@@ -21,7 +21,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
@@ -41,6 +41,8 @@ __all__ = [
     "OAuthServerSettings",
     "RequestRejected",
     "Reply",
+    "Stream",
+    "StreamSource",
     "TokenAuthority",
     "bearer_token",
     "DecodedBody",
@@ -108,7 +110,34 @@ class Delay:
     seconds: float
 
 
-Action = Reply | Drop | Delay
+class StreamSource(Protocol):
+    """The body of a response that stays open: the loop pulls from it as its reader keeps up."""
+
+    def read(self, max_bytes: int) -> bytes | None:
+        """Body bytes ready now (about ``max_bytes`` at most; b"" when there are none yet).
+
+        Returns None when the reader has fallen so far behind that the connection must be closed.
+        """
+
+    def close(self) -> None:
+        """The connection is gone; release what the source holds for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Reply 200 with ``headers`` and a body that never ends, pulled from ``source``.
+
+    ``keepalive`` is written after ``keepalive_interval`` seconds without data, so that a reader
+    that went away is noticed (the write fails) and one that stayed does not time out.
+    """
+
+    source: StreamSource
+    headers: tuple[tuple[str, str], ...] = ()
+    keepalive: bytes = b""
+    keepalive_interval: float = 15.0
+
+
+Action = Reply | Drop | Delay | Stream
 
 
 class RequestRejected(Exception):
@@ -180,6 +209,7 @@ class _BatchBody(msgspec.Struct):
 
 _batch_decoder = msgspec.json.Decoder(_BatchBody)
 _fields_decoder = msgspec.json.Decoder(_MessageFields)
+_top_level_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +238,23 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Any of these from msgspec means the bytes are not JSON we can read: malformed, not UTF-8, or
+# nested deeper than the interpreter's recursion limit allows (msgspec counts its depth there, so
+# the exact depth that fails depends on the stack of the thread decoding).
+_UNREADABLE: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
+
+def _invalid_json(exc: BaseException) -> RequestRejected:
+    if isinstance(exc, RecursionError):
+        return RequestRejected(400, "invalid_json", "request body nests too deeply")
+    return RequestRejected(400, "invalid_json", "request body is not valid JSON")
+
+
 def _require_json(body: bytes) -> None:
     try:
         msgspec.json.decode(body)
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
-        raise RequestRejected(400, "invalid_json", "request body is not valid JSON") from None
+    except _UNREADABLE as exc:
+        raise _invalid_json(exc) from None
 
 
 def decode_body(path: str, body: bytes, content_encoding: str | None) -> DecodedBody:
@@ -242,8 +284,8 @@ def decode_body(path: str, body: bytes, content_encoding: str | None) -> Decoded
         if "`$.batch`" in str(exc) or "field `batch`" in str(exc):
             raise RequestRejected(400, "invalid_request", "batch must be a list of messages") from None
         raise RequestRejected(400, "invalid_request", "request body must be a JSON object") from None
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
-        raise RequestRejected(400, "invalid_json", "request body is not valid JSON") from None
+    except _UNREADABLE as exc:
+        raise _invalid_json(exc) from None
 
 
 def parse_basic_write_key(authorization: str) -> str | None:
@@ -307,6 +349,8 @@ def _validate_message(
             fields = _fields_decoder.decode(raw)
         except msgspec.ValidationError:
             raise RequestRejected(400, "invalid_message", f"{where}: a message must be a JSON object") from None
+        except _UNREADABLE as exc:
+            raise _invalid_json(exc) from None
     kind = default_type if fields.type is None else fields.type
     if default_type is not None and kind != default_type:
         raise RequestRejected(400, "invalid_message", f"{where}: type does not match the endpoint")
@@ -327,10 +371,14 @@ def _validate_message(
         # Segment adds a messageId when the sender gave none; so do we, marked as ours.
         message_id = f"collector-{uuid.uuid4()}"
     if fields.writeKey is not None or fields.type is None:
-        # Rare: a credential to strip (never stored) or a type to add from the endpoint.
-        message = msgspec.json.decode(raw)
+        # Rare: a credential to strip (never stored) or a type to add from the endpoint. Only the
+        # top level is rebuilt; nested values stay raw JSON, so their depth costs no recursion.
+        try:
+            message = _top_level_decoder.decode(raw)
+        except _UNREADABLE as exc:
+            raise _invalid_json(exc) from None
         message.pop("writeKey", None)
-        message["type"] = kind
+        message["type"] = msgspec.Raw(msgspec.json.encode(kind))
         raw = msgspec.json.encode(message)
     data = bytes(raw)
     if len(data) > MAX_MESSAGE_BYTES:

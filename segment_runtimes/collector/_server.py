@@ -4,8 +4,20 @@ Strategy: the listening socket, a wake-up socketpair and every client socket sha
 Each client socket has an ``h11.Connection`` (server role) and an output buffer. Bytes read are
 fed to h11; a complete request (head, body up to the size limit, end of message) is handed to the
 :class:`Application`, whose answer is a :class:`Reply` to send, a :class:`Drop` (close at once) or
-a :class:`Delay` (a timer in this loop, never a sleep). One request per connection is in progress
-at a time; pipelined requests wait in h11's buffer.
+a :class:`Delay` (a timer in this loop, never a sleep), or a :class:`Stream` (a response that
+stays open, such as the viewer's server-sent events, filled as its reader keeps up). One request
+per connection is in progress at a time; pipelined requests wait in h11's buffer.
+
+Memory per connection is bounded by construction: a socket is read only while nothing waits to be
+written to it and no delayed reply is pending, and each read (64 KiB) is turned into h11 events
+before the next, so h11 never holds more than one read plus an incomplete head. A client that
+pipelines requests and never reads the replies fills its own socket buffers, then stalls. A
+stream's buffer is refilled only below a low-water mark; its source drops a reader that falls
+too far behind.
+
+At the file-descriptor limit, ``accept`` fails (EMFILE): the listener is then left out of the
+selector for a short back-off instead of waking the loop at once, forever, and the failures are
+logged as one line per few seconds with their count.
 
 Every connection has one deadline: reading a request (``read_timeout`` from its first byte, or
 from going idle), writing a reply, or lingering after a close. A request cut off by the deadline
@@ -20,6 +32,7 @@ close; an exception from the application is logged and costs only its connection
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import logging
@@ -34,7 +47,7 @@ from typing import Final, Protocol
 
 from segment_runtimes._extras import missing_extra
 
-from ._protocol import Action, Delay, Drop, HttpRequest, Reply
+from ._protocol import Action, Delay, Drop, HttpRequest, Reply, Stream
 
 try:
     import h11
@@ -52,8 +65,22 @@ LINGER_SECONDS: Final = 2.0
 _LINGER_MAX_BYTES: Final = 4 * 1024 * 1024
 # Connections served at once; more are accepted and closed at once (protects file descriptors).
 MAX_CONNECTIONS: Final = 1024
+# The kernel's send buffer per connection. Replies are small; a fixed size (instead of Linux's
+# autotuning, up to 4 MiB) bounds the kernel memory a client that never reads can tie up, and how
+# many of its pipelined requests are served before it must read.
+_SEND_BUFFER_BYTES: Final = 128 * 1024
 # Largest request head (request line + headers); h11's default is 16 KiB as well.
 MAX_HEAD_BYTES: Final = 16 * 1024
+# accept() errors that mean "no descriptor or memory for a new socket now": pause accepting.
+_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# How long accepting pauses after such an error; connections wait in the kernel's backlog meanwhile.
+ACCEPT_BACKOFF_SECONDS: Final = 0.5
+# At most one log line per this many seconds about failed accepts (it says how many failed).
+ACCEPT_LOG_INTERVAL: Final = 5.0
+# A stream's buffer is refilled when it holds less than this, with about this much again.
+STREAM_LOW_WATER: Final = 64 * 1024
+# Bytes a stream's reader may send us (it should send none) before it is disconnected.
+_STREAM_MAX_INPUT: Final = 64 * 1024
 
 
 class Application(Protocol):
@@ -62,8 +89,11 @@ class Application(Protocol):
     def handle(self, request: HttpRequest, *, faults: bool) -> Action:
         """Answer a complete request; ``faults`` is False when replaying a delayed one."""
 
-    def reject(self, status: int, code: str, message: str) -> Reply:
-        """A reply for an error the loop found itself (413 by Content-Length, 400, 408)."""
+    def reject(self, status: int, code: str, message: str, *, method: str = "", path: str = "") -> Reply:
+        """A reply for an error the loop found itself (413 by Content-Length, 400, 408).
+
+        ``method`` and ``path`` are the request's when its head has arrived, else empty.
+        """
 
     def connection_opened(self) -> None:
         """Count an accepted connection."""
@@ -72,6 +102,7 @@ class Application(Protocol):
 class _State(Enum):
     READING = "reading"  # reading a request, or writing its reply
     DELAYED = "delayed"  # a Delay timer holds the request
+    STREAMING = "streaming"  # writing a Stream's body until either side closes
     LINGERING = "lingering"  # write side shut, draining until EOF or the deadline
 
 
@@ -90,6 +121,7 @@ class _Connection:
         "request",
         "sock",
         "state",
+        "stream",
     )
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
@@ -104,8 +136,13 @@ class _Connection:
         self.advancing = False  # _advance is on the stack: do not re-enter it
         self.eof = False
         self.closed = False
-        self.drained = 0
+        self.drained = 0  # bytes read and thrown away (lingering, or from a stream's reader)
         self.mask = 0  # the selector events registered
+        self.stream: Stream | None = None
+
+    def held_bytes(self) -> int:
+        """Bytes this connection holds: unparsed input, a request body, output not yet sent."""
+        return len(self.out) + len(self.body) + len(self.h11.trailing_data[0])
 
 
 class Server:
@@ -139,9 +176,15 @@ class Server:
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._connections: set[_Connection] = set()
+        self._streams: set[_Connection] = set()
         self._timers: list[tuple[float, int, _Connection]] = []
         self._sequence = itertools.count()
         self._stopping = False
+        self._accept_resumes_at: float | None = None  # set while accepting is paused
+        self._accept_failures = 0  # failed accepts not yet logged
+        self._accept_logged_at = -ACCEPT_LOG_INTERVAL
+        #: The most bytes one connection has held at once (see ``_Connection.held_bytes``).
+        self.peak_connection_bytes = 0
 
     def bind(self) -> int:
         """Bind and listen; returns the port. Raises OSError if the address is unavailable."""
@@ -182,6 +225,7 @@ class Server:
                     else:
                         self._guarded(key.data, mask)
                 self._fire_timers()
+                self._pump_streams()
         except Exception:
             log.exception("collector: the event loop failed; closing every connection")
             raise
@@ -194,6 +238,7 @@ class Server:
                 self._flush(conn)
             if mask & selectors.EVENT_READ and not conn.closed:
                 self._on_readable(conn)
+            self._update_interest(conn)
         except Exception:
             log.exception("collector: internal error on a connection; closing it")
             self._close(conn)
@@ -202,30 +247,47 @@ class Server:
         deadlines = [conn.deadline for conn in self._connections if conn.deadline is not None]
         if self._timers:
             deadlines.append(self._timers[0][0])
+        if self._accept_resumes_at is not None:
+            deadlines.append(self._accept_resumes_at)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - self._clock())
 
     def _fire_timers(self) -> None:
         now = self._clock()
+        if self._accept_resumes_at is not None and self._accept_resumes_at <= now:
+            self._accept_resumes_at = None
+            assert self._listener is not None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
         while self._timers and self._timers[0][0] <= now:
             _, _, conn = heapq.heappop(self._timers)
             if not conn.closed and conn.state is _State.DELAYED:
                 conn.state = _State.READING
                 try:
                     self._dispatch(conn, faults=False)
+                    self._update_interest(conn)
                 except Exception:
                     log.exception("collector: internal error on a delayed request; closing it")
                     self._close(conn)
         for conn in [c for c in self._connections if c.deadline is not None and c.deadline <= now]:
-            self._on_deadline(conn)
+            try:
+                self._on_deadline(conn)
+                self._update_interest(conn)
+            except Exception:
+                log.exception("collector: internal error on a connection's deadline; closing it")
+                self._close(conn)
 
     def _on_deadline(self, conn: _Connection) -> None:
-        if conn.state is _State.LINGERING or conn.out:
+        if conn.state is _State.STREAMING and not conn.out:
+            assert conn.stream is not None
+            conn.deadline = self._clock() + conn.stream.keepalive_interval
+            if conn.stream.keepalive:
+                self._write(conn, _send(conn, h11.Data(data=conn.stream.keepalive)))
+        elif conn.state is _State.LINGERING or conn.out:  # a reader that stopped reading
             self._close(conn)
         elif conn.in_request and conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             log.debug("collector: request not received within %.1f s", self._read_timeout)
-            reply = self._app.reject(408, "request_timeout", "request not received in time")
+            reply = self._app.reject(408, "request_timeout", "request not received in time", **_target(conn))
             self._respond(conn, reply, force_close=True)
         else:
             self._close(conn)
@@ -239,24 +301,57 @@ class Server:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: keep serving the others
-                log.warning("collector: accept failed: %s", exc)
-                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._pause_accepting(exc)
+                    return
+                # Anything else concerns that one connection (ECONNABORTED: the client gave up).
+                log.debug("collector: accept failed: %s", exc)
+                continue
             if len(self._connections) >= MAX_CONNECTIONS:
                 sock.close()
                 continue
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
             conn = _Connection(sock, self._clock() + self._read_timeout)
             self._connections.add(conn)
             self._update_interest(conn)
             self._app.connection_opened()
 
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Leave the listener out of the selector for a while: it stays readable, and would spin."""
+        assert self._listener is not None
+        now = self._clock()
+        self._selector.unregister(self._listener)
+        self._accept_resumes_at = now + ACCEPT_BACKOFF_SECONDS
+        self._accept_failures += 1
+        if now - self._accept_logged_at >= ACCEPT_LOG_INTERVAL:
+            log.warning(
+                "collector: cannot accept connections (%s): %d accept(s) failed since the last report; "
+                "retrying every %.1f s, %d connection(s) open",
+                exc.strerror or exc,
+                self._accept_failures,
+                ACCEPT_BACKOFF_SECONDS,
+                len(self._connections),
+            )
+            self._accept_logged_at = now
+            self._accept_failures = 0
+
+    def _wants_read(self, conn: _Connection) -> bool:
+        if conn.eof or conn.state is _State.DELAYED:
+            return False
+        if conn.state is _State.READING:
+            # Read only once the previous input is handled and its reply written: this is what
+            # bounds a connection's memory, whatever the client sends without reading.
+            return not conn.out
+        return True  # lingering or streaming: read and discard, to notice the close
+
     def _update_interest(self, conn: _Connection) -> None:
         if conn.closed:
             return
-        mask = (0 if conn.eof else selectors.EVENT_READ) | (selectors.EVENT_WRITE if conn.out else 0)
+        mask = (selectors.EVENT_READ if self._wants_read(conn) else 0) | (selectors.EVENT_WRITE if conn.out else 0)
         if mask == conn.mask:
             return
         if conn.mask == 0:
@@ -276,11 +371,15 @@ class Server:
         conn.closed = True
         conn.sock.close()
         self._connections.discard(conn)
+        if conn.stream is not None:
+            self._streams.discard(conn)
+            conn.stream.source.close()
 
     def _close_all(self) -> None:
         for conn in list(self._connections):
             self._close(conn)
         self._timers.clear()
+        self._accept_resumes_at = None
         for sock in (self._listener, self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
@@ -309,10 +408,10 @@ class Server:
             return
         if not data:
             conn.eof = True
-            self._update_interest(conn)
-        if conn.state is _State.LINGERING:
+        if conn.state is _State.LINGERING or conn.state is _State.STREAMING:
             conn.drained += len(data)
-            if conn.eof or conn.drained > _LINGER_MAX_BYTES:
+            limit = _LINGER_MAX_BYTES if conn.state is _State.LINGERING else _STREAM_MAX_INPUT
+            if conn.eof or conn.drained > limit:
                 self._close(conn)
             return
         if data and not conn.in_request:
@@ -320,6 +419,9 @@ class Server:
             conn.deadline = self._clock() + self._read_timeout
         conn.h11.receive_data(data)
         self._advance(conn)
+        if not conn.closed:
+            held = conn.held_bytes()
+            self.peak_connection_bytes = max(self.peak_connection_bytes, held)
 
     def _advance(self, conn: _Connection) -> None:
         """Process h11 events until it needs data or a reply is waiting to be written.
@@ -365,7 +467,8 @@ class Server:
             self._write(conn, _send(conn, h11.InformationalResponse(status_code=100, headers=[])))
 
     def _too_large(self, conn: _Connection) -> None:
-        reply = self._app.reject(413, "request_too_large", f"request body exceeds {self._max_body} bytes")
+        message = f"request body exceeds {self._max_body} bytes"
+        reply = self._app.reject(413, "request_too_large", message, **_target(conn))
         self._respond(conn, reply, force_close=True)
 
     def _protocol_error(self, conn: _Connection, exc: h11.RemoteProtocolError) -> None:
@@ -381,7 +484,7 @@ class Server:
         assert head is not None
         request = HttpRequest(
             method=head.method.decode("ascii", "replace"),
-            path=head.target.decode("ascii", "replace").partition("?")[0],
+            path=_path(head),
             headers=tuple((name.decode("ascii", "replace"), value.decode("latin-1")) for name, value in head.headers),
             body=bytes(conn.body),
         )
@@ -391,6 +494,8 @@ class Server:
             heapq.heappush(self._timers, (self._clock() + action.seconds, next(self._sequence), conn))
         elif isinstance(action, Drop):
             self._close(conn)
+        elif isinstance(action, Stream):
+            self._start_stream(conn, action)
         else:
             self._respond(conn, action)
 
@@ -419,11 +524,48 @@ class Server:
         conn.deadline = self._clock() + self._read_timeout  # the client must read the reply in time
         self._write(conn, data)
 
+    def _start_stream(self, conn: _Connection, stream: Stream) -> None:
+        headers = [("date", formatdate(usegmt=True)), ("server", "segment-sansio-collector"), *stream.headers]
+        try:
+            head = _send(conn, h11.Response(status_code=200, headers=headers, reason=b"OK"))
+        except h11.LocalProtocolError:
+            stream.source.close()
+            self._close(conn)
+            return
+        conn.state = _State.STREAMING
+        conn.stream = stream
+        conn.deadline = self._clock() + stream.keepalive_interval
+        self._streams.add(conn)
+        self._write(conn, head)
+        self._pump(conn)
+
+    def _pump_streams(self) -> None:
+        for conn in list(self._streams):
+            try:
+                self._pump(conn)
+                self._update_interest(conn)
+            except Exception:
+                log.exception("collector: internal error on a stream; closing it")
+                self._close(conn)
+
+    def _pump(self, conn: _Connection) -> None:
+        """Top up a stream's buffer from its source while the buffer is below the low-water mark."""
+        if conn.closed or len(conn.out) >= STREAM_LOW_WATER:
+            return
+        assert conn.stream is not None
+        chunk = conn.stream.source.read(STREAM_LOW_WATER)
+        if chunk is None:
+            log.info("collector: a stream's reader fell too far behind; disconnected it")
+            self._close(conn)
+        elif chunk:
+            self._write(conn, _send(conn, h11.Data(data=chunk)))
+
     def _write(self, conn: _Connection, data: bytes) -> None:
         conn.out += data
         self._flush(conn)
 
     def _flush(self, conn: _Connection) -> None:
+        progressed = False
         while conn.out:
             try:
                 sent = conn.sock.send(conn.out)
@@ -433,6 +575,11 @@ class Server:
                 self._close(conn)
                 return
             del conn.out[:sent]
+            progressed = True
+        if conn.stream is not None and (progressed or not conn.out):
+            # A stream's reader must keep making progress; an idle one gets a keepalive.
+            wait = self._read_timeout if conn.out else conn.stream.keepalive_interval
+            conn.deadline = self._clock() + wait
         self._update_interest(conn)
         if not conn.out:
             self._after_write(conn)
@@ -453,6 +600,18 @@ class Server:
             self._linger(conn)
         else:  # after a 100 Continue: keep reading the body
             self._advance(conn)
+
+
+def _target(conn: _Connection) -> dict[str, str]:
+    """The method and path of the request being read, for a rejection's record."""
+    head = conn.request
+    if head is None:
+        return {}
+    return {"method": head.method.decode("ascii", "replace"), "path": _path(head)}
+
+
+def _path(head: h11.Request) -> str:
+    return head.target.decode("ascii", "replace").partition("?")[0]
 
 
 def _send(conn: _Connection, event: h11.Event) -> bytes:

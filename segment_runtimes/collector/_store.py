@@ -29,7 +29,7 @@ import msgspec
 
 from ._protocol import AcceptedMessage
 
-__all__ = ["Store", "StoredMessage"]
+__all__ = ["Row", "Store", "StoredMessage", "now_iso", "row_to_message"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS messages (
 _COLUMNS: Final = (
     "message_id, type, user_id, anonymous_id, event_or_name, timestamp, sent_at, received_at, raw_json, duplicate"
 )
+#: One stored row as inserted, in the order of ``_COLUMNS``: cheaper than a StoredMessage when
+#: only the viewer's feed looks at it.
+Row = tuple[str, str, str | None, str | None, str | None, str | None, str | None, str, str, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,8 @@ class StoredMessage:
         return value
 
 
-def _row_to_message(row: Sequence[Any]) -> StoredMessage:
+def row_to_message(row: Sequence[Any]) -> StoredMessage:
+    """The :class:`StoredMessage` for a row (a :data:`Row` or a row read back from SQLite)."""
     message_id, kind, user_id, anonymous_id, name, timestamp, sent_at, received_at, raw_json, duplicate = row
     return StoredMessage(
         message_id, kind, user_id, anonymous_id, name, timestamp, sent_at, received_at, raw_json, bool(duplicate)
@@ -127,25 +131,24 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
 
-    def insert(self, messages: Sequence[AcceptedMessage], *, rows: bool = True) -> list[StoredMessage]:
+    def insert(self, messages: Sequence[AcceptedMessage]) -> list[Row]:
         """Store ``messages`` in one committed transaction and wake ``wait_for`` callers.
 
         Args:
             messages: validated messages, in arrival order.
-            rows: return the stored rows; without it the list is empty (no objects made per message).
 
         Returns:
-            The stored rows, with their duplicate flags and received time.
+            The stored rows, with their duplicate flags and received time (see :func:`row_to_message`).
 
         Raises:
             sqlite3.Error: nothing was stored (the caller replies 500).
         """
-        received_at = _now_iso()
+        received_at = now_iso()
         with self.condition:
             if self._db is None:
                 raise sqlite3.ProgrammingError("the store is closed")
             seen: set[str] = set()
-            values = []
+            values: list[Row] = []
             for message in messages:
                 message_id = message.message_id
                 duplicate = message_id in self._ids or message_id in seen
@@ -177,7 +180,7 @@ class Store:
             self._total += len(values)
             self._duplicates += sum(row[-1] for row in values)
             self.condition.notify_all()
-        return [_row_to_message(row) for row in values] if rows else []
+        return values
 
     def _query(self, sql: str) -> list[Any]:
         with self.condition:
@@ -192,7 +195,7 @@ class Store:
     def messages(self) -> list[StoredMessage]:
         """Every stored row in arrival order."""
         rows = self._query(f"SELECT {_COLUMNS} FROM messages ORDER BY seq")  # noqa: S608
-        return [_row_to_message(row) for row in rows]
+        return [row_to_message(row) for row in rows]
 
     def message_ids(self) -> list[str]:
         """Every stored messageId (duplicates repeated) in arrival order."""
@@ -207,6 +210,11 @@ class Store:
         """Rows flagged duplicate."""
         with self.condition:
             return self._duplicates
+
+    def counts(self) -> tuple[int, int, int]:
+        """Rows, distinct messageIds and duplicates, read together."""
+        with self.condition:
+            return self._total, len(self._ids), self._duplicates
 
     def wait_for(self, count: int, timeout: float, *, unique: bool = False) -> bool:
         """Block until ``count`` rows (or distinct ids) are stored, or ``timeout`` passes."""
@@ -227,6 +235,6 @@ class Store:
                 self._db = None
 
 
-def _now_iso() -> str:
-    # Server receive time, UTC with millisecond precision like Segment's receivedAt.
+def now_iso() -> str:
+    """The time now as Segment writes ``receivedAt``: UTC, millisecond precision, ``Z``."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
