@@ -19,6 +19,7 @@ from typing import Any
 from segment_core import DeliveryError, Stats
 
 from .collector import Collector, Faults
+from .collector._cli import wait_until_interrupted
 
 __all__ = ["add_arguments", "run", "workload"]
 
@@ -34,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtimes",
         default="threaded,asyncio,trio",
         help="comma-separated runtimes to run (default threaded,asyncio,trio)",
+    )
+    parser.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="leave the collector and its live event viewer running after the run, until Ctrl-C",
     )
 
 
@@ -149,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple[_Result, int, int]] = []
     with Collector(faults=Faults(rate=args.faults, seed=args.seed, retry_after=0.2, latency=0.02)) as collector:
         print(f"collector on {collector.url}, faults on {args.faults:.0%} of requests (seed {args.seed})")
+        if args.keep_open:
+            print(f"live event viewer: {collector.viewer_url}", flush=True)
         for name in names:
             result = _Result(name)
             started = time.perf_counter()
@@ -168,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
             wanted = set(result.message_ids)
             received = [message_id for message_id in stored if message_id in wanted]
             rows.append((result, len(set(received)), len(received) - len(set(received))))
+        lost = _print_table(rows)
+        if args.keep_open:
+            print(f"the collector stays up: live event viewer at {collector.viewer_url} (Ctrl-C to stop)", flush=True)
+            wait_until_interrupted()
+    return 0 if lost == 0 else 1
+
+
+def _print_table(rows: list[tuple[_Result, int, int]]) -> int:
+    """Print one line per runtime and the verdict; returns how many sent events the collector lacks."""
     header = f"{'runtime':<10}{'sent':>8}{'delivered':>11}{'retried':>9}{'duplicates':>12}{'failed':>8}"
     print(header + f"{'seconds':>9}{'events/s':>10}")
     lost = 0
@@ -178,5 +195,5 @@ def run(args: argparse.Namespace) -> int:
             f"{result.failed:>8}{result.seconds:>9.2f}{rate:>10.0f}"
         )
         lost += result.sent - delivered
-    print("nothing lost" if lost == 0 else f"{lost} event(s) lost")
-    return 0 if lost == 0 else 1
+    print("nothing lost" if lost == 0 else f"{lost} event(s) lost", flush=True)
+    return lost

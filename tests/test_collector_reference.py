@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class CliCollector:
         self.first_line = self._readline(timeout=30.0)
         assert self.first_line.startswith("listening on http://127.0.0.1:"), self.first_line
         self.url = self.first_line.split()[-1]
+        # Printed right after the first line, maybe in the same read: no select for it.
+        self.viewer_line = self.process.stdout.readline().strip()
+        assert self.viewer_line == f"live event viewer: {self.url}/", self.viewer_line
         self.lines: list[str] = []
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
@@ -150,6 +154,9 @@ def test_cli_collector_keeps_everything_across_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "events.sqlite"
     cli = CliCollector("--db", str(db))
     try:
+        page = urllib.request.urlopen(f"{cli.url}/", timeout=10.0)  # the viewer it printed is there
+        assert page.status == 200
+        assert b"/static/viewer.js" in page.read()
         client = ReferenceClient(WRITE_KEY, host=cli.url, gzip=True, upload_interval=0.05)
         try:
             ids = send_events(client, 300, prefix="cli")

@@ -10,7 +10,7 @@
   const rows = $("rows");
   const filters = { type: $("filter-type"), name: $("filter-name"), user: $("filter-user") };
   const details = new WeakMap(); // row -> { title, meta, json } for the detail pane
-  const FAULT_MARKS = { lose_reply: "reply lost", latency: "delayed" };
+  const FAULT_MARKS = { lose_reply: "reply lost", latency: "delayed", drop: "dropped" };
   let maxRows = 5000;
   let selected = null;
 
@@ -103,7 +103,7 @@
   }
 
   function faultRow(entry) {
-    const label = entry.status ? `${entry.fault} (${entry.status})` : entry.fault;
+    const label = entry.status ? `injected ${entry.status}` : FAULT_MARKS[entry.fault] || entry.fault;
     return makeRow(
       "fault",
       [
