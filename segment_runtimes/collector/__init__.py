@@ -17,6 +17,10 @@ message over 32 KB), 401, 404, 405 or 413 (a body over 500,000 bytes; Segment do
 both size limits, and clients treat 400 and 413 alike: not retryable). A batch with one invalid
 message is rejected whole with 400, so what the client reports always matches what is stored.
 
+Every outcome (stored batch, rejection, injected fault) also goes to a live event viewer:
+``GET /`` serves a page that follows ``GET /events`` (server-sent events, ``_viewer``). Its
+requests are not counted as traffic.
+
 Also a CLI: ``python -m segment_runtimes collector --port 8080 --db events.sqlite`` (``_cli``).
 """
 
