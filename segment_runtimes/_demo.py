@@ -19,7 +19,7 @@ from typing import Any
 from segment_core import DeliveryError, Stats
 
 from .collector import Collector, Faults
-from .collector._cli import wait_until_interrupted
+from .collector._cli import stop_signals, wait_for_stop
 
 __all__ = ["add_arguments", "run", "workload"]
 
@@ -178,8 +178,10 @@ def run(args: argparse.Namespace) -> int:
             rows.append((result, len(set(received)), len(received) - len(set(received))))
         lost = _print_table(rows)
         if args.keep_open:
-            print(f"the collector stays up: live event viewer at {collector.viewer_url} (Ctrl-C to stop)", flush=True)
-            wait_until_interrupted()
+            with stop_signals() as stopping:
+                where = collector.viewer_url
+                print(f"the collector stays up: live event viewer at {where} (Ctrl-C to stop)", flush=True)
+                wait_for_stop(stopping)
     return 0 if lost == 0 else 1
 
 

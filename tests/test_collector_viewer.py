@@ -27,6 +27,8 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from segment_runtimes.collector import Collector, Faults
+from segment_runtimes.collector._protocol import Action, HttpRequest, Reply, Stream, error_reply
+from segment_runtimes.collector._server import Server
 from segment_runtimes.threaded import Client
 
 from .test_collector import assert_still_serves, basic, batch, client, message, read_until_closed
@@ -189,6 +191,74 @@ def test_a_stream_connection_that_sends_junk_is_closed(collector: Collector) -> 
             sock.sendall(b"x" * 200_000)
         read_until_closed(sock)  # returns: closed by the collector
     assert_still_serves(collector)
+
+
+class EndlessSource:
+    """A stream body that always has more; records when the server lets go of it."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk = chunk
+        self.closed = threading.Event()
+
+    def read(self, max_bytes: int) -> bytes | None:
+        return self.chunk
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class StreamingApp:
+    """Answers every request with a Stream of ``source``; the server's own rejections as usual."""
+
+    def __init__(self, source: EndlessSource, keepalive_interval: float) -> None:
+        self.stream = Stream(source, (("content-type", "text/plain"),), b"ping\n", keepalive_interval)
+
+    def handle(self, request: HttpRequest, *, faults: bool) -> Action:
+        return self.stream
+
+    def reject(self, status: int, code: str, message: str, *, method: str = "", path: str = "") -> Reply:
+        return error_reply(status, code, message, close=True)
+
+    def connection_opened(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(app: StreamingApp, read_timeout: float) -> Iterator[int]:
+    server = Server(app, "127.0.0.1", 0, read_timeout=read_timeout, max_body=1000)
+    port = server.bind()
+    loop = threading.Thread(target=server.serve, daemon=True)
+    loop.start()
+    try:
+        yield port
+    finally:
+        server.request_stop()
+        loop.join(10.0)
+
+
+def test_an_idle_stream_gets_keepalives() -> None:
+    source = EndlessSource(b"")
+    with serving(StreamingApp(source, keepalive_interval=0.2), read_timeout=5.0) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while received.count(b"ping") < 2:  # each within a socket timeout
+                received += sock.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert source.closed.wait(5.0)  # the client's close released the source
+
+
+def test_a_stream_reader_that_stops_reading_is_dropped_and_buffers_little() -> None:
+    source = EndlessSource(b"x" * 4096)
+    with serving(StreamingApp(source, keepalive_interval=10.0), read_timeout=0.5) as port, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert source.closed.wait(5.0)  # no progress for read_timeout: closed
+        sock.settimeout(5.0)
+        received = read_until_closed(sock)
+    # What reached the socket is bounded by the buffers on the way, not by what the source offered.
+    assert 0 < len(received) < 2 * 1024 * 1024
 
 
 def _lines(stream: Any, into: queue.Queue[str]) -> None:

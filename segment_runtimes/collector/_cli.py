@@ -11,16 +11,18 @@ sequences to the user's terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from . import DEFAULT_FAULT_KINDS, DEFAULT_READ_TIMEOUT, FAULT_KINDS, Collector, Faults, OAuthServerSettings
 from ._store import StoredMessage
 
-__all__ = ["add_arguments", "run", "wait_until_interrupted"]
+__all__ = ["add_arguments", "print_message", "printable", "run", "stop_signals", "wait_for_stop"]
 
 
 def _fault_kinds(text: str) -> tuple[str, ...]:
@@ -76,22 +78,32 @@ def print_message(message: StoredMessage) -> None:
     print(printable(line) + (" [duplicate]" if message.duplicate else ""), flush=True)
 
 
-def wait_until_interrupted() -> None:
-    """Block until Ctrl-C or SIGTERM (signal handlers only in the main thread; restored after)."""
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """Within the block, Ctrl-C and SIGTERM set the event yielded (instead of raising).
+
+    Handlers are installed on entry, before anything is announced, so that a signal sent by a
+    script that has just read our first line is never lost; they are restored on exit. Outside
+    the main thread no handler can be installed, and the event is only set by the caller.
+    """
     stopping = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stopping.set())
     try:
-        # A timed wait, so that a KeyboardInterrupt raised by another handler is seen promptly.
-        while not stopping.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        yield stopping
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def wait_for_stop(stopping: threading.Event) -> None:
+    """Block until ``stopping`` is set (see :func:`stop_signals`) or a KeyboardInterrupt arrives."""
+    with contextlib.suppress(KeyboardInterrupt):
+        # A timed wait, so that a KeyboardInterrupt from another handler is seen promptly.
+        while not stopping.wait(0.5):
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,20 +135,21 @@ def run(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         on_message=None if args.quiet else print_message,
     )
-    try:
+    with stop_signals() as stopping:
         try:
-            collector.start()
-        except sqlite3.Error as exc:
-            print(f"cannot open {args.db}: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-            return 1
-        print(f"listening on {collector.url}", flush=True)
-        print(f"live event viewer: {collector.viewer_url}", flush=True)
-        wait_until_interrupted()
-    finally:
-        collector.stop()
+            try:
+                collector.start()
+            except sqlite3.Error as exc:
+                print(f"cannot open {args.db}: {exc}", file=sys.stderr)
+                return 1
+            except OSError as exc:
+                print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+                return 1
+            print(f"listening on {collector.url}", flush=True)
+            print(f"live event viewer: {collector.viewer_url}", flush=True)
+            wait_for_stop(stopping)
+        finally:
+            collector.stop()
     if args.db:
         print(f"stopped: {collector.count()} messages in {args.db}", file=sys.stderr)
     return 0

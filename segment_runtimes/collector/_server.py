@@ -549,16 +549,21 @@ class Server:
                 self._close(conn)
 
     def _pump(self, conn: _Connection) -> None:
-        """Top up a stream's buffer from its source while the buffer is below the low-water mark."""
-        if conn.closed or len(conn.out) >= STREAM_LOW_WATER:
-            return
+        """Top up a stream's buffer from its source until the source is empty or the buffer is full.
+
+        Called at the end of every loop turn: whatever a turn added to a source is written in it,
+        and a full buffer resumes once the socket drains (a write event, then this again).
+        """
         assert conn.stream is not None
-        chunk = conn.stream.source.read(STREAM_LOW_WATER)
-        if chunk is None:
-            log.info("collector: a stream's reader fell too far behind; disconnected it")
-            self._close(conn)
-        elif chunk:
-            self._write(conn, _send(conn, h11.Data(data=chunk)))
+        while not conn.closed and len(conn.out) < STREAM_LOW_WATER:
+            chunk = conn.stream.source.read(STREAM_LOW_WATER)
+            if chunk is None:
+                log.info("collector: a stream's reader fell too far behind; disconnected it")
+                self._close(conn)
+            elif not chunk:
+                return
+            else:
+                self._write(conn, _send(conn, h11.Data(data=chunk)))
 
     def _write(self, conn: _Connection, data: bytes) -> None:
         conn.out += data
