@@ -71,9 +71,8 @@ MAX_CONNECTIONS: Final = 1024
 _SEND_BUFFER_BYTES: Final = 128 * 1024
 # Largest request head (request line + headers); h11's default is 16 KiB as well.
 MAX_HEAD_BYTES: Final = 16 * 1024
-# accept() errors that mean "no descriptor or memory for a new socket now": pause accepting.
-_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-# How long accepting pauses after such an error; connections wait in the kernel's backlog meanwhile.
+# How long accepting pauses after accept() fails (EMFILE at the descriptor limit, ...); connections
+# wait in the kernel's listen backlog meanwhile.
 ACCEPT_BACKOFF_SECONDS: Final = 0.5
 # At most one log line per this many seconds about failed accepts (it says how many failed).
 ACCEPT_LOG_INTERVAL: Final = 5.0
@@ -302,12 +301,12 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRNOS:
-                    self._pause_accepting(exc)
-                    return
-                # Anything else concerns that one connection (ECONNABORTED: the client gave up).
-                log.debug("collector: accept failed: %s", exc)
-                continue
+                if exc.errno == errno.ECONNABORTED:  # that client gave up before we accepted it
+                    continue
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM (no descriptor or memory now) or anything that
+                # would fail again at once: the listener stays readable, so wait instead of spinning.
+                self._pause_accepting(exc)
+                return
             if len(self._connections) >= MAX_CONNECTIONS:
                 sock.close()
                 continue

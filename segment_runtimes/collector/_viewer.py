@@ -128,7 +128,6 @@ class Feed:
         self._rows = 0
         self._bytes = 0
         self._next_seq = 0
-        self.readers = 0  # open FeedReaders
 
     @property
     def first_seq(self) -> int:
@@ -212,8 +211,6 @@ class FeedReader:
     def __init__(self, feed: Feed) -> None:
         self._feed = feed
         self._seq: int | None = None  # None until the hello frame is sent
-        self._open = True
-        feed.readers += 1
 
     def read(self, max_bytes: int) -> bytes | None:
         """The next frames (b"" if none is new), or None when this reader fell too far behind."""
@@ -230,10 +227,7 @@ class FeedReader:
         return prefix + frames
 
     def close(self) -> None:
-        """The connection closed."""
-        if self._open:
-            self._open = False
-            self._feed.readers -= 1
+        """The connection closed: nothing to release, a reader holds only its place in the feed."""
 
 
 @functools.cache
