@@ -140,7 +140,7 @@ class Feed:
         return self._next_seq
 
     def record_batch(self, path: str, rows: Sequence[Row], fault: str | None = None) -> None:
-        """A request whose messages were stored (``fault``: "lose_reply" when no reply was sent)."""
+        """A request whose messages were stored; ``fault``: "lose_reply" (no reply sent) or "latency"."""
         if not rows:
             return
         size = sum(len(row[8]) for row in rows) + _ROW_OVERHEAD * len(rows)
