@@ -34,7 +34,7 @@ __all__ = ["pytest_configure", "segment_collector", "segment_simulator"]
 _SERVER_OPTIONS = ("script", "then", "token_script", "token_then")
 
 # The write key of the simulator's EngineConfig unless the marker names one.
-DEFAULT_WRITE_KEY = "test"
+_DEFAULT_WRITE_KEY = "test"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,7 +79,7 @@ def segment_simulator(request: pytest.FixtureRequest) -> Simulator:
     options = _marker_kwargs(request, "segment_simulator")
     server_options = {key: options.pop(key) for key in _SERVER_OPTIONS if key in options}
     seed = options.pop("seed", 0)
-    options.setdefault("write_key", DEFAULT_WRITE_KEY)
+    options.setdefault("write_key", _DEFAULT_WRITE_KEY)
     return Simulator(EngineConfig(**options), ScriptedServer(**server_options), seed=seed)
 
 
