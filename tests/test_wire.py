@@ -7,6 +7,7 @@ and on the cases it must refuse.
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 
 import h11
@@ -237,6 +238,44 @@ def test_sizes_are_bounded() -> None:
     bomb = gzip.compress(b"\0" * (MAX_BODY_BYTES + 1), mtime=0)
     with pytest.raises(ProtocolError, match="too large"):
         parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb) + bomb)
+
+
+# --- response: cost bounded by input ----------------------------------------------------------------
+
+# CPU seconds for the largest head, or a chunked body, fed one byte at a time. Linear parsing takes
+# well under a tenth of this; re-searching the whole buffer on every feed took 2.3 s for the head.
+WORK_BUDGET = 1.0
+
+
+def _trickle_cpu_seconds(data: bytes) -> tuple[float, ParsedResponse | None]:
+    parser = ResponseParser()
+    response = None
+    started = time.thread_time()
+    for index in range(len(data)):
+        response = parser.feed(data[index : index + 1])
+    return time.thread_time() - started, response
+
+
+def test_a_maximal_head_fed_one_byte_at_a_time_costs_work_linear_in_its_bytes() -> None:
+    # Short lines: every line end is a place where a search for the blank line has to look.
+    lines = b"".join(b"X-%05d: v\r\n" % index for index in range((MAX_HEAD_BYTES - 100) // 12))
+    data = b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok"
+    assert MAX_HEAD_BYTES - 100 < len(data) <= MAX_HEAD_BYTES
+    seconds, response = _trickle_cpu_seconds(data)
+    assert response is not None
+    assert (response.status, response.body, len(response.headers)) == (200, b"ok", len(lines) // 12 + 1)
+    assert seconds < WORK_BUDGET
+
+
+def test_a_chunked_body_fed_one_byte_at_a_time_costs_work_linear_in_its_bytes() -> None:
+    # A chunk-size line as long as allowed (an extension), then 16 KB in chunks of one byte.
+    long_line = b"1;ext=" + b"e" * (MAX_HEAD_BYTES - 100) + b"\r\nx\r\n"
+    chunks = b"1\r\ny\r\n" * (16 * 1024)
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + long_line + chunks + b"0\r\n\r\n"
+    seconds, response = _trickle_cpu_seconds(data)
+    assert response is not None
+    assert response.body == b"x" + b"y" * (16 * 1024)
+    assert seconds < WORK_BUDGET
 
 
 # --- response: against h11 ------------------------------------------------------------------------

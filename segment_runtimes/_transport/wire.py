@@ -129,6 +129,9 @@ class ResponseParser:
     def __init__(self, *, head_request: bool = False) -> None:
         self._head_request = head_request
         self._buffer = bytearray()
+        # Where the next search for a line end starts: bytes before it were searched already, so
+        # bytes trickled in one at a time are each searched once (linear however they are split).
+        self._searched = 0
         self._status = 0
         self._headers: dict[str, str] = {}
         self._keep_alive = False
@@ -163,15 +166,18 @@ class ResponseParser:
     # --- head ----------------------------------------------------------------------------------
 
     def _parse_head(self) -> bool:
-        end = _HEAD_END.search(self._buffer)
+        end = _HEAD_END.search(self._buffer, self._searched)
         if end is None:
             if len(self._buffer) > MAX_HEAD_BYTES:
                 raise ProtocolError("response head too long")
+            # The end is up to 3 bytes long ("\n\r\n"): it may start in the last 2 bytes searched.
+            self._searched = max(len(self._buffer) - 2, 0)
             return False
         if end.start() > MAX_HEAD_BYTES:
             raise ProtocolError("response head too long")
         head = bytes(self._buffer[: end.start()])
         del self._buffer[: end.end()]
+        self._searched = 0
         status_line, *lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
         match = _STATUS_LINE.fullmatch(status_line)
         if match is None:
@@ -244,13 +250,15 @@ class ResponseParser:
                     return None
                 self._chunk_state = "data-end"
                 continue
-            line_end = buffer.find(b"\n")
+            line_end = buffer.find(b"\n", self._searched)
             if line_end < 0:
                 if len(buffer) > MAX_HEAD_BYTES:
                     raise ProtocolError("chunk header too long")
+                self._searched = len(buffer)
                 return None
             line = bytes(buffer[: line_end - 1 if buffer[line_end - 1 : line_end] == b"\r" else line_end])
             del buffer[: line_end + 1]
+            self._searched = 0
             if self._chunk_state == "data-end":
                 if line:
                     raise ProtocolError("chunk data longer than its size")
