@@ -11,20 +11,20 @@ import time
 import zlib
 
 import h11
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from segment_core import Request, RequestPurpose
-from segment_runtimes._transport.connections import Destination
 from segment_runtimes._transport.wire import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
+    CheckedHeaders,
     HeaderValueError,
     ParsedResponse,
     ProtocolError,
     ResponseParser,
+    Wire,
     header_lines,
     request_head,
 )
@@ -95,28 +95,28 @@ def test_a_header_that_would_split_the_head_is_refused_without_quoting_the_value
     assert "secret" not in str(caught.value)
 
 
-def test_a_destination_reuses_the_checked_lines_of_a_header_set_and_bounds_how_many_it_keeps() -> None:
-    destination = Destination(httpx.URL("http://api.example:8443/v1/batch?x=1"))
+def test_checked_headers_are_reused_per_header_set_and_bounded_in_number() -> None:
+    checked = CheckedHeaders()
 
     def request(headers: tuple[tuple[str, str], ...], body: bytes = b"[]") -> Request:
         return Request(id=1, purpose=RequestPurpose.BATCH, method="POST", url="", headers=headers, body=body)
 
     basic = (("Content-Type", "application/json"), ("Authorization", "Basic a2V5Og=="))
+    wire = Wire()
     for body in (b"[]", b"[1,2]"):
-        assert destination.head(request(basic, body)) == request_head(
-            "POST", b"/v1/batch?x=1", b"api.example:8443", basic, len(body)
-        )
-    assert destination._header_lines == {basic: header_lines(basic)}
+        head = wire.request_head(request(basic, body), b"/v1/batch?x=1", b"api.example:8443", checked.lines(basic))
+        assert head == request_head("POST", b"/v1/batch?x=1", b"api.example:8443", basic, len(body))
+    assert checked.cached == {basic: header_lines(basic)}
     for retry in range(40):  # a new header set per attempt: the cache starts again, it does not grow
         retried = (*basic, ("X-Retry-Count", str(retry)))
-        assert destination.head(request(retried)).endswith(b"X-Retry-Count: %d\r\n\r\n" % retry)
-        assert len(destination._header_lines) <= Destination._MAX_HEADER_SETS
+        assert checked.lines(retried).endswith(b"X-Retry-Count: %d\r\n" % retry)
+        assert len(checked.cached) <= CheckedHeaders.MAX_HEADER_SETS
     bad = (("Authorization", "Bearer secret\r\nX-Evil: 1"),)
     for _ in range(2):  # refused every time, never cached
         with pytest.raises(HeaderValueError) as caught:
-            destination.head(request(bad))
+            checked.lines(bad)
         assert "secret" not in str(caught.value)
-    assert bad not in destination._header_lines
+    assert bad not in checked.cached
 
 
 # --- response: table -----------------------------------------------------------------------------

@@ -1,56 +1,38 @@
-"""Performing the core's requests over HTTP: our own HTTP/1.1 connections, and httpx's transports for proxies.
+"""Performing the core's requests over HTTP: our own connections, or httpx's transports for proxies.
 
 The worker sends one kind of request, again and again: a POST of bytes it has
 already built, with a handful of headers, to one or two URLs, never following a
 redirect, never sending a cookie. A general client spends about a millisecond
 of Python per batch on what this never needs (URL, header and cookie models,
-auth and redirect machinery, an event-based protocol state machine, trace
-hooks). That was most of the worker's time per event, and the worker shares
-the caller's thread (asyncio, trio) or its GIL (threads).
+auth and redirect machinery, trace hooks), and the worker shares the caller's
+thread (asyncio, trio) or its GIL (threads).
 
 So :class:`SyncHTTP` and :class:`AsyncHTTP` send a request to an origin reached
-without a proxy on our own keep-alive connections (``_connections.py``): the
-head written as :func:`._wire.request_head` does (each header set checked once per
-destination), the reply read by
-:class:`._wire.ResponseParser`, about 0.1-0.2 ms of CPU per batch. What httpx
-gave is kept:
+without a proxy on our own keep-alive connections (``connections.py``, over the
+streams of ``streams.py``), and one through a proxy with httpx's transports
+(``proxies.py``). Either way:
 
-- TLS verification, on, with httpx's default CA bundle (``SSL_CERT_FILE`` and
+- TLS is verified, with httpx's CA bundle (``SSL_CERT_FILE`` and
   ``SSL_CERT_DIR`` honoured, as ``httpx.Client`` does), SNI and host name checks;
-- keep-alive, an idle connection dropped after 5 s (httpx's default) or as soon
-  as the server has closed it;
-- timeouts for connecting, each write and each read;
-- httpx's exception classes, so :func:`transport_failure` maps every failure;
-- under asyncio and trio, no thread for an IP address host.
-
-Requests through a proxy (``proxy=``, http, https and socks5 with
-``httpx[socks]``) go to ``httpx.HTTPTransport`` / ``httpx.AsyncHTTPTransport``.
+- a reply is held to the same bounds (``wire.MAX_HEAD_BYTES``,
+  ``wire.MAX_BODY_BYTES``), and one encoded anyway (gzip, deflate) is decoded
+  within them;
+- every failure is a :class:`TransportFailure` whose detail names its cause
+  (``failures.py``), with the Authorization value and the proxy's password
+  removed; :meth:`SyncHTTP.perform` and :meth:`AsyncHTTP.perform` never raise
+  an Exception.
 
 Each URL is parsed once and remembered with the way it is sent: the engine only
 ever asks for its batch URL and, with OAuth, its token URL. Requests carry
-exactly the engine's headers plus ``Host`` and ``Content-Length``; no
-``Accept-Encoding`` is sent, and a response that is encoded anyway (gzip,
-deflate) is decoded. Redirects are never followed, so a 3xx comes back as a
-Response.
-
-Proxies: ``proxies`` is a URL for every request, or a requests-style mapping
-(``{"https": "http://proxy:3128"}``; keys ``scheme://host``, ``scheme``,
-``all://host``, ``all``, tried in that order, as requests does). Otherwise, as
-``httpx.Client`` and requests do, ``HTTP_PROXY``, ``HTTPS_PROXY``,
-``ALL_PROXY`` and ``NO_PROXY`` from the environment apply.
-
-:func:`transport_failure` is the one place an exception from a request becomes
-the core's :class:`TransportFailure`; the Authorization value never reaches its
-text.
+exactly the engine's headers plus ``Host`` and ``Content-Length``. Redirects are
+never followed, so a 3xx comes back as a Response.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import threading
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -59,157 +41,40 @@ from segment_core import Request, Response, TransportFailure, TransportFailureKi
 from segment_runtimes._common import log
 
 from .connections import AsyncConnections, Destination, SyncConnections
-from .wire import HeaderValueError
+from .failures import StreamFailure, failure_of, redacted, request_secrets
+from .proxies import PROXY_SCHEMES, BoundedBody, Proxies, proxy_failure, select_proxy
 
-__all__ = ["AsyncHTTP", "Proxies", "SyncHTTP", "select_proxy", "transport_failure"]
-
-Proxies = str | Mapping[str, str] | None
+__all__ = ["AsyncHTTP", "Proxies", "SyncHTTP"]
 
 _T = TypeVar("_T", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
-# Exceptions whose text says what went wrong on the network (an errno, a TLS
-# alert, what the server or proxy sent) and never echoes the request's headers.
-# Any other exception (h11's LocalProtocolError quotes an illegal header value,
-# for one) is reported by its type name only.
-_TEXT_IS_SAFE = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-)
-_DETAIL_LENGTH = 200
-_CAUSES_SEARCHED = 4
-_REDACTED = "[redacted]"
 
-
-def transport_failure(exc: Exception, secrets: Iterable[str] = ()) -> TransportFailure:
-    """Translate an exception raised by a request into the core's TransportFailure (the one place this happens).
-
-    ``secrets`` are values that must not appear in the detail text (the
-    Authorization header value); they are replaced wherever they occur.
-    """
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError):
-        kind = TransportFailureKind.CONNECT  # the request never reached the server
-    elif isinstance(exc, httpx.TimeoutException):
-        kind = TransportFailureKind.TIMEOUT
-    elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.CloseError):
-        kind = TransportFailureKind.RESET
-    else:
-        kind = TransportFailureKind.OTHER
-    text = _network_text(exc) if isinstance(exc, _TEXT_IS_SAFE) else ""
-    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    for secret in secrets:
-        if secret:
-            detail = detail.replace(secret, _REDACTED)
-    return TransportFailure(kind=kind, detail=detail[:_DETAIL_LENGTH])
-
-
-def _network_text(exc: BaseException) -> str:
-    """The exception's text, or its cause's when it has none (under trio, a TLS failure is an empty
-    ConnectError caused by an empty BrokenResourceError caused by the SSLError that says what happened)."""
-    cause: BaseException | None = exc
-    for _ in range(_CAUSES_SEARCHED):
-        if cause is None:
-            break
-        text = str(cause)
-        if text:
-            return text
-        cause = cause.__cause__ or cause.__context__
-    return ""
-
-
-def _secrets(request: Request) -> list[str]:
-    """The Authorization value and its credentials alone (text may quote either)."""
-    values = []
-    for name, value in request.headers:
-        if name.lower() == "authorization":
-            values.append(value)
-            values.extend(part for part in value.split(" ", 1)[1:] if len(part) >= 4)
-    return values
-
-
-# Proxies ------------------------------------------------------------------------------------
-
-
-def select_proxy(url: httpx.URL, proxies: Proxies) -> str | None:
-    """The proxy URL that requests to ``url`` go through, or None to connect directly."""
-    if isinstance(proxies, str):
-        return proxies
-    scheme, host = url.scheme, url.host.lower()
-    if proxies:
-        by_key = {key.lower().removesuffix("://"): value for key, value in proxies.items()}
-        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
-            if by_key.get(key):
-                return by_key[key]
-    environment = urllib.request.getproxies()
-    proxy = environment.get(scheme) or environment.get("all")
-    if not proxy or _no_proxy(host, url.port or _DEFAULT_PORTS.get(scheme), environment.get("no", "")):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether NO_PROXY exempts ``host``: ``*``, a domain and its subdomains, an address or a network, each
-    optionally with ``:port``."""
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower().split("://", 1)[-1].rstrip("/")
-        if entry == "*":
-            return True
-        if entry.startswith("["):  # [v6] or [v6]:port
-            name, _, rest = entry[1:].partition("]")
-            entry_port = rest.removeprefix(":")
-        elif entry.count(":") == 1:  # name:port or v4:port
-            name, _, entry_port = entry.partition(":")
-        else:  # name, v4, or a bare v6 address
-            name, entry_port = entry, ""
-        if not name or (entry_port and entry_port != str(port)):
-            continue
-        try:
-            network = ipaddress.ip_network(name, strict=False)
-        except ValueError:
-            name = name.lstrip(".")
-            if host == name or host.endswith("." + name):
-                return True
-        else:
-            if address is not None and address in network:
-                return True
-    return False
-
-
-# Routes: each URL parsed once, with the way it is sent ---------------------------------------
+class _Unsendable(Exception):
+    """A URL that cannot be sent (scheme, proxy); its text names the URL's scheme only."""
 
 
 class _Route(Generic[_T]):
-    """A parsed URL and how it is sent: through an httpx transport (a proxy), or directly on our own connections."""
+    """A parsed URL and how it is sent: directly on our own connections, or through a proxy's transport."""
 
-    __slots__ = ("direct", "host", "transport", "url")
+    __slots__ = ("direct", "host", "proxy", "proxy_secrets", "transport", "url")
 
-    def __init__(self, url: httpx.URL, transport: _T | None) -> None:
+    def __init__(self, url: httpx.URL, direct: Destination | None, transport: _T | None, proxy: httpx.URL | None):
         self.url = url
         self.host = url.netloc  # the Host header
+        self.direct = direct
         self.transport: _T | None = transport
-        self.direct = Destination(url) if transport is None else None
+        self.proxy = proxy
+        self.proxy_secrets = [proxy.password] if proxy is not None and proxy.password else []
 
 
 class _Routes(Generic[_T]):
-    """URL -> route, decided on first use; one transport (and pool) per proxy, sharing one TLS context.
+    """URL -> route, decided on first use; one transport (and pool) per proxy, sharing one TLS context."""
 
-    A URL reached without a proxy gets no transport: it goes on our own connections.
-    """
-
-    def __init__(self, make_transport: Callable[[ssl.SSLContext, str | None], _T], proxies: Proxies) -> None:
-        self._make_transport: Callable[[ssl.SSLContext, str | None], _T] = make_transport
+    def __init__(self, make_transport: Callable[[ssl.SSLContext, str], _T], proxies: Proxies) -> None:
+        self._make_transport: Callable[[ssl.SSLContext, str], _T] = make_transport
         self._proxies = proxies
         self._routes: dict[str, _Route[_T]] = {}
-        self._transports: dict[str | None, _T] = {}
+        self._transports: dict[str, _T] = {}
         self._ssl_context: ssl.SSLContext | None = None
         # Threaded workers share one client; nothing under this lock awaits or does I/O.
         self._lock = threading.Lock()
@@ -236,16 +101,25 @@ class _Routes(Generic[_T]):
         return self._ssl_context
 
     def _new_route(self, url: str) -> _Route[_T]:
-        parsed = httpx.URL(url)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise _Unsendable("invalid URL") from None
+        if parsed.scheme not in ("http", "https"):
+            raise _Unsendable(f"unsupported URL scheme {parsed.scheme!r}")
         proxy = select_proxy(parsed, self._proxies)
         if proxy is None:
-            if parsed.scheme not in ("http", "https"):
-                raise httpx.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
-            return _Route(parsed, None)
+            return _Route(parsed, Destination(parsed), None, None)
+        try:
+            proxy_url = httpx.URL(proxy)
+        except httpx.InvalidURL:
+            raise _Unsendable("invalid proxy URL") from None
+        if proxy_url.scheme not in PROXY_SCHEMES:
+            raise _Unsendable(f"unsupported proxy URL scheme {proxy_url.scheme!r}")
         transport = self._transports.get(proxy)
         if transport is None:  # called with the lock held
             transport = self._transports[proxy] = self._make_transport(self._shared_ssl_context(), proxy)
-        return _Route(parsed, transport)
+        return _Route(parsed, None, transport, proxy_url)
 
     def take_transports(self) -> list[_T]:
         """Forget every route; the transports, for the caller to close."""
@@ -284,22 +158,27 @@ def _answered(request: Request, status: int, headers: dict[str, str], body: byte
     return Response(status=status, headers=headers, body=body)
 
 
-def _failed(request: Request, exc: Exception) -> TransportFailure:
-    if isinstance(exc, HeaderValueError):  # refused before anything was sent
-        exc = httpx.LocalProtocolError(str(exc))
-    failure = transport_failure(exc, _secrets(request))
-    log.debug("%s %s failed: %s", request.purpose.value, request.url, failure.kind.value)
+def _failed(request: Request, failure: TransportFailure, route: _Route[Any] | None) -> TransportFailure:
+    secrets = request_secrets(request) + (route.proxy_secrets if route is not None else [])
+    failure = redacted(failure, secrets)
+    log.debug("%s %s failed: %s: %s", request.purpose.value, request.url, failure.kind.value, failure.detail)
     return failure
+
+
+def _unexpected(request: Request, exc: Exception) -> TransportFailure:
+    if isinstance(exc, _Unsendable):
+        return TransportFailure(kind=TransportFailureKind.OTHER, detail=str(exc))
+    return failure_of(exc, request)
 
 
 # The two clients --------------------------------------------------------------------------------
 
 
-def _sync_transport(ssl_context: ssl.SSLContext, proxy: str | None) -> httpx.HTTPTransport:
+def _sync_transport(ssl_context: ssl.SSLContext, proxy: str) -> httpx.HTTPTransport:
     return httpx.HTTPTransport(verify=ssl_context, proxy=proxy)
 
 
-def _async_transport(ssl_context: ssl.SSLContext, proxy: str | None) -> httpx.AsyncHTTPTransport:
+def _async_transport(ssl_context: ssl.SSLContext, proxy: str) -> httpx.AsyncHTTPTransport:
     return httpx.AsyncHTTPTransport(verify=ssl_context, proxy=proxy)
 
 
@@ -312,27 +191,40 @@ class SyncHTTP:
     """
 
     def __init__(self, *, timeout: float, proxies: Proxies = None) -> None:
+        self._timeout = timeout
         self._routes: _Routes[httpx.HTTPTransport] = _Routes(_sync_transport, proxies)
         self._connections = SyncConnections(timeout, self._routes.ssl_context)
         self._extensions = _timeout_extensions(timeout)
 
     def perform(self, request: Request) -> Response | TransportFailure:
         """Send ``request`` and read the whole response; never raises an Exception."""
+        route = None
         try:
             route = self._routes.get(request.url)
-            if route.transport is None:
-                assert route.direct is not None  # a route has one or the other
+            if route.direct is not None:
                 parsed = self._connections.exchange(route.direct, request)
                 return _answered(request, parsed.status, parsed.headers, parsed.body)
-            response = route.transport.handle_request(_httpx_request(request, route, self._extensions))
+            assert route.transport is not None  # a route has one or the other
+            return _answered(request, *self._proxied(route.transport, route, request))
+        except Exception as exc:  # the engine must hear of every request, whatever went wrong
+            return _failed(request, _unexpected(request, exc), route)
+
+    def _proxied(
+        self, transport: httpx.HTTPTransport, route: _Route[httpx.HTTPTransport], request: Request
+    ) -> tuple[int, dict[str, str], bytes]:
+        assert route.proxy is not None
+        try:
+            response = transport.handle_request(_httpx_request(request, route, self._extensions))
             try:
-                body = response.read()
+                body = BoundedBody(response)
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                for chunk in response.stream:
+                    body.add(chunk)
             finally:
                 response.close()
-        except Exception as exc:  # the engine must hear of every request, whatever went wrong
-            return _failed(request, exc)
-        # Headers.items() gives lower-case names, repeated headers joined with ", ".
-        return _answered(request, response.status_code, dict(response.headers.items()), body)
+            return body.result()
+        except Exception as exc:
+            raise StreamFailure(proxy_failure(exc, route.proxy, self._timeout)) from exc
 
     def close(self) -> None:
         """Close every idle connection (one in use closes when its request ends)."""
@@ -350,26 +242,40 @@ class AsyncHTTP:
     """
 
     def __init__(self, *, timeout: float, proxies: Proxies = None) -> None:
+        self._timeout = timeout
         self._routes: _Routes[httpx.AsyncHTTPTransport] = _Routes(_async_transport, proxies)
         self._connections = AsyncConnections(timeout, self._routes.ssl_context)
         self._extensions = _timeout_extensions(timeout)
 
     async def perform(self, request: Request) -> Response | TransportFailure:
         """Send ``request`` and read the whole response; never raises an Exception (cancellation passes)."""
+        route = None
         try:
             route = self._routes.get(request.url)
-            if route.transport is None:
-                assert route.direct is not None  # a route has one or the other
+            if route.direct is not None:
                 parsed = await self._connections.exchange(route.direct, request)
                 return _answered(request, parsed.status, parsed.headers, parsed.body)
-            response = await route.transport.handle_async_request(_httpx_request(request, route, self._extensions))
+            assert route.transport is not None  # a route has one or the other
+            return _answered(request, *await self._proxied(route.transport, route, request))
+        except Exception as exc:  # anything but cancellation: the engine must hear of every request
+            return _failed(request, _unexpected(request, exc), route)
+
+    async def _proxied(
+        self, transport: httpx.AsyncHTTPTransport, route: _Route[httpx.AsyncHTTPTransport], request: Request
+    ) -> tuple[int, dict[str, str], bytes]:
+        assert route.proxy is not None
+        try:
+            response = await transport.handle_async_request(_httpx_request(request, route, self._extensions))
             try:
-                body = await response.aread()
+                body = BoundedBody(response)
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                async for chunk in response.stream:
+                    body.add(chunk)
             finally:
                 await response.aclose()
-        except Exception as exc:  # anything but cancellation: the engine must hear of every request
-            return _failed(request, exc)
-        return _answered(request, response.status_code, dict(response.headers.items()), body)
+            return body.result()
+        except Exception as exc:
+            raise StreamFailure(proxy_failure(exc, route.proxy, self._timeout)) from exc
 
     async def aclose(self) -> None:
         """Close every idle connection (one in use closes when its request ends)."""

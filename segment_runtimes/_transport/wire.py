@@ -10,7 +10,8 @@ a handful of steps, so an exchange costs about a tenth of that.
 
 Nothing here touches a socket: :func:`request_head` returns bytes, and
 :class:`ResponseParser` is fed the bytes received and says when a response is
-complete. The runtime owns the socket (``_http.py``).
+complete; a :class:`Wire` is one connection's use of them. The streams own the
+socket (``streams.py``), and ``connections.py`` runs the exchange.
 
 The parser follows RFC 9112 for what a client must handle: interim 1xx
 responses are skipped; 204, 304 and replies to HEAD have no body;
@@ -29,13 +30,22 @@ import zlib
 from collections.abc import Iterable
 from typing import Final
 
+from segment_core import Request
+
 __all__ = [
+    "BODY_TOO_LARGE",
+    "CLOSED_BEFORE_RESPONSE",
+    "CLOSED_MID_RESPONSE",
+    "HEAD_TOO_LONG",
+    "CheckedHeaders",
     "MAX_BODY_BYTES",
     "MAX_HEAD_BYTES",
     "HeaderValueError",
     "ParsedResponse",
     "ProtocolError",
     "ResponseParser",
+    "Wire",
+    "decoded_body",
     "header_lines",
     "request_head",
     "request_head_with_lines",
@@ -45,6 +55,10 @@ __all__ = [
 MAX_HEAD_BYTES: Final = 64 * 1024
 # A reply body is a short JSON document (an error, a token); this bounds a broken server's.
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+HEAD_TOO_LONG: Final = f"response head too long (over {MAX_HEAD_BYTES // 1024} KiB)"
+BODY_TOO_LARGE: Final = f"response body too large (over {MAX_BODY_BYTES // 1024 // 1024} MiB)"
+CLOSED_BEFORE_RESPONSE: Final = "server closed the connection without sending a response"
+CLOSED_MID_RESPONSE: Final = "server closed the connection mid-response"
 
 _FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
@@ -67,12 +81,14 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
     """``name: value`` CRLF for each header, checked: the part of a head a runtime can reuse.
 
     Raises:
-        HeaderValueError: a name is not a token, or a value holds CR, LF or NUL.
-        UnicodeEncodeError: a name or value is not ASCII.
+        HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
     """
     lines = []
     for name, value in headers:
-        raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
+        try:
+            raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
+        except UnicodeEncodeError:
+            raise HeaderValueError(f"request header {name!r} is not ASCII") from None
         if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN_IN_VALUE.search(raw_value) is not None:
             raise HeaderValueError(f"illegal value in request header {name!r}")  # the name only: values are secret
         lines.append(b"%s: %s\r\n" % (raw_name, raw_value))
@@ -91,10 +107,67 @@ def request_head(
     """The request line and headers, ending with the blank line: ``Host``, ``Content-Length``, then ``headers``.
 
     Raises:
-        HeaderValueError: a name is not a token, or a value holds CR, LF or NUL.
-        UnicodeEncodeError: a name or value is not ASCII.
+        HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
     """
     return request_head_with_lines(method, target, host, header_lines(headers), body_length)
+
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class CheckedHeaders:
+    """The header sets of one destination's requests, each checked once and kept as its encoded lines."""
+
+    # A client sends a handful of header sets (Basic auth, or an OAuth token now and then; with
+    # and without X-Retry-Count): past this many, the cache starts again.
+    MAX_HEADER_SETS: Final = 16
+
+    def __init__(self) -> None:
+        # Checking and encoding the same few headers for every batch was a fifth of an exchange's Python.
+        self.cached: dict[Headers, bytes] = {}
+
+    def lines(self, headers: Headers) -> bytes:
+        """``headers`` as :func:`header_lines` encodes them.
+
+        Raises:
+            HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
+        """
+        lines = self.cached.get(headers)
+        if lines is None:
+            lines = header_lines(headers)
+            if len(self.cached) >= self.MAX_HEADER_SETS:
+                self.cached.clear()
+            self.cached[headers] = lines
+        return lines
+
+
+class Wire:
+    """One connection's HTTP/1.1: the head of each request out, then its response in (one at a time)."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        self._parser = ResponseParser()
+
+    def request_head(self, request: Request, target: bytes, host: bytes, lines: bytes) -> bytes:
+        """The head to send before ``request.body``; the next :meth:`feed` reads its response.
+
+        Args:
+            request: the request.
+            target: its request target (path and query).
+            host: the Host header's value.
+            lines: its headers, from :meth:`CheckedHeaders.lines`.
+        """
+        self._parser = ResponseParser(head_request=request.method == "HEAD")
+        return request_head_with_lines(request.method, target, host, lines, len(request.body))
+
+    def feed(self, data: bytes) -> ParsedResponse | None:
+        """Take received bytes (``b""``: the connection ended); the response once it is complete.
+
+        Raises:
+            ProtocolError: the response is malformed, too large or cut short.
+        """
+        return self._parser.feed(data) if data else self._parser.feed_eof()
 
 
 class ParsedResponse:
@@ -160,8 +233,8 @@ class ResponseParser:
         if self._framing == "close":
             return self._finish(keep_alive=False)
         if not self._framing and not self._buffer:
-            raise ProtocolError("Server disconnected without sending a response.")
-        raise ProtocolError("Server disconnected mid-response.")
+            raise ProtocolError(CLOSED_BEFORE_RESPONSE)
+        raise ProtocolError(CLOSED_MID_RESPONSE)
 
     # --- head ----------------------------------------------------------------------------------
 
@@ -169,12 +242,12 @@ class ResponseParser:
         end = _HEAD_END.search(self._buffer, self._searched)
         if end is None:
             if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError("response head too long")
+                raise ProtocolError(HEAD_TOO_LONG)
             # The end is up to 3 bytes long ("\n\r\n"): it may start in the last 2 bytes searched.
             self._searched = max(len(self._buffer) - 2, 0)
             return False
         if end.start() > MAX_HEAD_BYTES:
-            raise ProtocolError("response head too long")
+            raise ProtocolError(HEAD_TOO_LONG)
         head = bytes(self._buffer[: end.start()])
         del self._buffer[: end.end()]
         self._searched = 0
@@ -217,7 +290,7 @@ class ResponseParser:
                 raise ProtocolError("invalid Content-Length")
             self._remaining = int(length)
             if self._remaining > MAX_BODY_BYTES:
-                raise ProtocolError("response body too large")
+                raise ProtocolError(BODY_TOO_LARGE)
             return "length"
         self._keep_alive = False
         return "close"
@@ -236,7 +309,7 @@ class ResponseParser:
         self._body += self._buffer
         self._buffer.clear()
         if len(self._body) > MAX_BODY_BYTES:
-            raise ProtocolError("response body too large")
+            raise ProtocolError(BODY_TOO_LARGE)
 
     def _take_chunks(self) -> ParsedResponse | None:
         buffer = self._buffer
@@ -269,7 +342,7 @@ class ResponseParser:
                     raise ProtocolError("malformed chunk size")
                 self._remaining = int(match.group(1), 16)
                 if len(self._body) + self._remaining > MAX_BODY_BYTES:
-                    raise ProtocolError("response body too large")
+                    raise ProtocolError(BODY_TOO_LARGE)
                 self._chunk_state = "data" if self._remaining else "trailers"
             elif line:  # a trailer field: read past, as nothing here uses one
                 if b":" not in line:
@@ -280,7 +353,7 @@ class ResponseParser:
                 return self._finish(keep_alive=self._keep_alive)
 
     def _finish(self, *, keep_alive: bool) -> ParsedResponse:
-        body = _decoded(bytes(self._body), self._headers.get("content-encoding", ""))
+        body = decoded_body(bytes(self._body), self._headers.get("content-encoding", ""))
         return ParsedResponse(self._status, self._headers, body, keep_alive)
 
 
@@ -288,7 +361,7 @@ def _tokens(value: str) -> list[str]:
     return [token.strip().lower() for token in value.split(",") if token.strip()]
 
 
-def _decoded(body: bytes, content_encoding: str) -> bytes:
+def decoded_body(body: bytes, content_encoding: str) -> bytes:
     """``body`` decoded as httpx would (gzip, deflate); an unknown coding is left as sent.
 
     Requests send no Accept-Encoding, so a coded reply is a server's own choice; it is bounded
@@ -310,5 +383,5 @@ def _decoded(body: bytes, content_encoding: str) -> bytes:
         except zlib.error:
             raise ProtocolError(f"invalid {coding} response body") from None
         if inflater.unconsumed_tail:
-            raise ProtocolError("response body too large")
+            raise ProtocolError(BODY_TOO_LARGE)
     return body
