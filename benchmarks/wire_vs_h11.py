@@ -1,5 +1,8 @@
 """The hand-written request writer and response parser against h11, paired: worker CPU per exchange.
 
+The client uses h11 (``segment_runtimes._transport.wire``); the hand-written code
+it replaced is kept in ``benchmarks/handwritten_wire.py`` as the baseline.
+
     .venv/bin/python -m benchmarks.wire_vs_h11                  # about a minute
     .venv/bin/python -m benchmarks.wire_vs_h11 --instructions   # also counts instructions (valgrind, minutes)
 
@@ -39,7 +42,7 @@ from segment_core import Engine, EngineConfig, Request, build_message
 from segment_runtimes._transport.streams import SyncStream, connect_sync
 from segment_runtimes._transport.wire import CheckedHeaders, ParsedResponse, Wire
 
-from .h11_wire import H11CheckedHeaders, H11Wire
+from . import handwritten_wire
 from .workload import WRITE_KEY, make_calls
 
 __all__ = ["main"]
@@ -116,14 +119,14 @@ Exchange = Callable[[], ParsedResponse]
 def exchanger(impl: str, stream: SyncStream, request: Request, host: bytes) -> Exchange:
     """One exchange on ``stream`` with ``impl``'s wire: the loop of ``connections._exchange``."""
     if impl == "ours":
-        checked, wire = CheckedHeaders(), Wire()
+        checked, wire = handwritten_wire.CheckedHeaders(), handwritten_wire.Wire()
 
         def head() -> bytes:
             return wire.request_head(request, TARGET, host, checked.lines(request.headers))
 
         feed = wire.feed
-    else:
-        h11_checked, h11_wire = H11CheckedHeaders(), H11Wire()
+    else:  # the client's
+        h11_checked, h11_wire = CheckedHeaders(), Wire()
 
         def head() -> bytes:
             return h11_wire.request_head(request, TARGET, host, h11_checked.fields(request.headers))

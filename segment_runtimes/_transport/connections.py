@@ -60,7 +60,7 @@ class Destination:
 
     def head(self, wire: Wire, request: Request) -> bytes:
         """The head of ``request`` to this destination, written by the connection's ``wire``."""
-        return wire.request_head(request, self.target, self.host, self.headers.lines(request.headers))
+        return wire.request_head(request, self.target, self.host, self.headers.fields(request.headers))
 
 
 _S = TypeVar("_S", SyncStream, AsyncStream)
@@ -136,7 +136,7 @@ class SyncConnections:
             StreamFailure: the request could not be sent or its response read.
             HeaderValueError: a header cannot be sent (nothing was).
         """
-        destination.headers.lines(request.headers)  # a header that cannot be sent fails here
+        destination.headers.fields(request.headers)  # a header that cannot be sent fails here
         connection, stale = self._pool.take(destination)
         for old in stale:
             old.stream.close()
@@ -185,7 +185,7 @@ class AsyncConnections:
 
     async def exchange(self, destination: Destination, request: Request) -> ParsedResponse:
         """Send ``request`` and read its response (see :meth:`SyncConnections.exchange`)."""
-        destination.headers.lines(request.headers)  # a header that cannot be sent fails here
+        destination.headers.fields(request.headers)  # a header that cannot be sent fails here
         connection, stale = self._pool.take(destination)
         for old in stale:
             await old.stream.aclose()

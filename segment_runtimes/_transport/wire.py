@@ -1,26 +1,30 @@
-"""HTTP/1.1 on the wire for the worker's one kind of exchange, sans-IO: a request head, a response parser.
+"""HTTP/1.1 on one connection, sans-IO, with h11: each request's head out, its response in, within bounds.
 
-The threaded worker sends a POST of bytes it has already built and reads a short
-reply, thousands of times a minute. A general HTTP client spends about a
-millisecond of Python per exchange on that (some 1,000 function calls: URL and
-header models, an event-based protocol machine, a pool, trace hooks), which is
-most of the worker's time per event and, through the GIL, lands on the callers'
-threads. Here a request head is one bytes template and a response is parsed in
-a handful of steps, so an exchange costs about a tenth of that.
+A :class:`Wire` is one connection's h11 state. It writes the head of a request
+(the body goes to the socket as it is, never copied into the head) and is fed
+the bytes received until it returns the :class:`ParsedResponse`: h11 frames the
+response (interim 1xx skipped; no body for 204, 304 and replies to HEAD;
+chunked, Content-Length or until the close) and says whether the connection
+may carry the next request. Nothing here touches a socket (``streams.py``
+does); ``connections.py`` runs the exchange.
 
-Nothing here touches a socket: :func:`request_head` returns bytes, and
-:class:`ResponseParser` is fed the bytes received and says when a response is
-complete; a :class:`Wire` is one connection's use of them. The streams own the
-socket (``streams.py``), and ``connections.py`` runs the exchange.
+What this adds to h11:
 
-The parser follows RFC 9112 for what a client must handle: interim 1xx
-responses are skipped; 204, 304 and replies to HEAD have no body;
-``Transfer-Encoding: chunked`` (trailers read and dropped) wins over
-``Content-Length``; otherwise the body runs to the close of the connection.
-It is strict where leniency would hide a broken server (obsolete line folding,
-conflicting lengths, a non-chunked transfer coding) and bounds everything it
-buffers. Its answers are checked against h11's on generated responses
-(tests/test_wire.py).
+- Header sets are checked once per destination (:class:`CheckedHeaders`), and
+  refused with an error that names the header, never its value (h11's own
+  error quotes the value, and the Authorization value is a secret).
+- Bounds: a head of at most :data:`MAX_HEAD_BYTES` (h11's incomplete-event
+  limit), a body of at most :data:`MAX_BODY_BYTES`, refused as soon as its
+  Content-Length or its bytes so far say so; gzip and deflate decoded (as
+  httpx would) within the same bound.
+- A connection is reused only if h11 says so, nothing followed the response,
+  and its framing did not disagree with itself (Transfer-Encoding and
+  Content-Length both).
+- Every complaint is a :class:`ProtocolError` in plain words.
+
+h11 replaced a hand-written writer and parser: it costs about 0.7-1 µs of
+worker CPU per event at 100 events per batch, under the 1 µs the project set as
+the price of not keeping its own HTTP/1.1 code (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import zlib
 from collections.abc import Iterable
 from typing import Final
 
+import h11
+
 from segment_core import Request
 
 __all__ = [
@@ -37,21 +43,19 @@ __all__ = [
     "CLOSED_BEFORE_RESPONSE",
     "CLOSED_MID_RESPONSE",
     "HEAD_TOO_LONG",
-    "CheckedHeaders",
     "MAX_BODY_BYTES",
     "MAX_HEAD_BYTES",
+    "CheckedHeaders",
     "HeaderValueError",
     "ParsedResponse",
     "ProtocolError",
-    "ResponseParser",
     "Wire",
+    "checked_fields",
     "decoded_body",
-    "header_lines",
-    "request_head",
-    "request_head_with_lines",
+    "head_size",
 ]
 
-# h11's default limit for an incomplete head; a reply head is a few hundred bytes.
+# h11's default limit for an incomplete head is 16 KiB; a reply head is a few hundred bytes.
 MAX_HEAD_BYTES: Final = 64 * 1024
 # A reply body is a short JSON document (an error, a token); this bounds a broken server's.
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -62,11 +66,9 @@ CLOSED_MID_RESPONSE: Final = "server closed the connection mid-response"
 
 _FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
-# Lines end in CRLF or a bare LF (as h11 reads them). Patterns start at the LF, a literal, so a
-# search skips ahead to it instead of trying the pattern at every byte.
-_HEAD_END: Final = re.compile(rb"\n\r?\n")
-_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+
+Headers = tuple[tuple[str, str], ...]
+Fields = list[tuple[bytes, bytes]]
 
 
 class HeaderValueError(ValueError):
@@ -74,16 +76,16 @@ class HeaderValueError(ValueError):
 
 
 class ProtocolError(Exception):
-    """The server sent something that is not a valid HTTP/1.1 response."""
+    """The server sent something that is not a valid HTTP/1.1 response, or one over a bound."""
 
 
-def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
-    """``name: value`` CRLF for each header, checked: the part of a head a runtime can reuse.
+def checked_fields(headers: Iterable[tuple[str, str]]) -> Fields:
+    """``headers`` encoded for h11, each checked first.
 
     Raises:
         HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
     """
-    lines = []
+    fields = []
     for name, value in headers:
         try:
             raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
@@ -91,83 +93,33 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
             raise HeaderValueError(f"request header {name!r} is not ASCII") from None
         if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN_IN_VALUE.search(raw_value) is not None:
             raise HeaderValueError(f"illegal value in request header {name!r}")  # the name only: values are secret
-        lines.append(b"%s: %s\r\n" % (raw_name, raw_value))
-    return b"".join(lines)
-
-
-def request_head_with_lines(method: str, target: bytes, host: bytes, lines: bytes, body_length: int) -> bytes:
-    """The request line, ``Host``, ``Content-Length``, then ``lines`` from :func:`header_lines`, and the blank line."""
-    length = b"Content-Length: %d\r\n" % body_length if body_length or method in ("POST", "PUT", "PATCH") else b""
-    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (method.encode("ascii"), target, host, length, lines)
-
-
-def request_head(
-    method: str, target: bytes, host: bytes, headers: Iterable[tuple[str, str]], body_length: int
-) -> bytes:
-    """The request line and headers, ending with the blank line: ``Host``, ``Content-Length``, then ``headers``.
-
-    Raises:
-        HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
-    """
-    return request_head_with_lines(method, target, host, header_lines(headers), body_length)
-
-
-Headers = tuple[tuple[str, str], ...]
+        fields.append((raw_name, raw_value))
+    return fields
 
 
 class CheckedHeaders:
-    """The header sets of one destination's requests, each checked once and kept as its encoded lines."""
+    """The header sets of one destination's requests, each checked once and kept encoded."""
 
     # A client sends a handful of header sets (Basic auth, or an OAuth token now and then; with
     # and without X-Retry-Count): past this many, the cache starts again.
     MAX_HEADER_SETS: Final = 16
 
     def __init__(self) -> None:
-        # Checking and encoding the same few headers for every batch was a fifth of an exchange's Python.
-        self.cached: dict[Headers, bytes] = {}
+        self.cached: dict[Headers, Fields] = {}
 
-    def lines(self, headers: Headers) -> bytes:
-        """``headers`` as :func:`header_lines` encodes them.
+    def fields(self, headers: Headers) -> Fields:
+        """``headers`` as :func:`checked_fields` encodes them, cached.
 
         Raises:
             HeaderValueError: a name is not a token, or a value is not ASCII or holds CR, LF or NUL.
         """
-        lines = self.cached.get(headers)
-        if lines is None:
-            lines = header_lines(headers)
+        fields = self.cached.get(headers)
+        if fields is None:
+            fields = checked_fields(headers)
             if len(self.cached) >= self.MAX_HEADER_SETS:
                 self.cached.clear()
-            self.cached[headers] = lines
-        return lines
-
-
-class Wire:
-    """One connection's HTTP/1.1: the head of each request out, then its response in (one at a time)."""
-
-    __slots__ = ("_parser",)
-
-    def __init__(self) -> None:
-        self._parser = ResponseParser()
-
-    def request_head(self, request: Request, target: bytes, host: bytes, lines: bytes) -> bytes:
-        """The head to send before ``request.body``; the next :meth:`feed` reads its response.
-
-        Args:
-            request: the request.
-            target: its request target (path and query).
-            host: the Host header's value.
-            lines: its headers, from :meth:`CheckedHeaders.lines`.
-        """
-        self._parser = ResponseParser(head_request=request.method == "HEAD")
-        return request_head_with_lines(request.method, target, host, lines, len(request.body))
-
-    def feed(self, data: bytes) -> ParsedResponse | None:
-        """Take received bytes (``b""``: the connection ended); the response once it is complete.
-
-        Raises:
-            ProtocolError: the response is malformed, too large or cut short.
-        """
-        return self._parser.feed(data) if data else self._parser.feed_eof()
+            self.cached[headers] = fields
+        return fields
 
 
 class ParsedResponse:
@@ -183,178 +135,113 @@ class ParsedResponse:
         self.keep_alive = keep_alive
 
 
-class ResponseParser:
-    """Parses the response to one request from the bytes fed to it.
+class Wire:
+    """One connection's HTTP/1.1: the head of each request out, then its response in (one at a time).
 
-    Feed every chunk received with :meth:`feed` until it returns a
-    :class:`ParsedResponse`; if the connection ends first, call
-    :meth:`feed_eof`, which returns the response when its body runs to the
-    close, and raises otherwise. Bytes after the response are an error: the
-    worker never pipelines.
-
-    Args:
-        head_request: the request was a HEAD (its response has no body).
-
-    Raises:
-        ProtocolError: from either method, for a response that is malformed, too large or cut short.
+    Call :meth:`request_head` for each request, send the head and the body, then
+    :meth:`feed` every chunk received until it returns the response; ``b""`` says
+    the connection ended (a body that runs to the close is then complete).
     """
 
-    def __init__(self, *, head_request: bool = False) -> None:
-        self._head_request = head_request
-        self._buffer = bytearray()
-        # Where the next search for a line end starts: bytes before it were searched already, so
-        # bytes trickled in one at a time are each searched once (linear however they are split).
-        self._searched = 0
+    __slots__ = ("_body", "_connection", "_headers", "_received", "_status")
+
+    def __init__(self) -> None:
+        self._connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._status = 0
         self._headers: dict[str, str] = {}
-        self._keep_alive = False
-        # Body framing once the head is parsed: "length", "chunked" or "close"; "" while reading the head.
-        self._framing = ""
-        self._remaining = 0  # length: body bytes still due
         self._body = bytearray()
-        self._chunk_state = "size"  # chunked: "size", "data", "data-end" or "trailers"
+        self._received = False  # any byte of this response yet
+
+    def request_head(self, request: Request, target: bytes, host: bytes, fields: Fields) -> bytes:
+        """The head to send before ``request.body``: request line, ``Host``, ``Content-Length``, ``fields``.
+
+        Args:
+            request: the request (its method and body).
+            target: its request target (path and query).
+            host: the Host header's value.
+            fields: its headers, from :meth:`CheckedHeaders.fields`.
+        """
+        connection = self._connection
+        body = request.body
+        method = request.method.encode("ascii")
+        framing = [(b"Host", host)]
+        if body or method in (b"POST", b"PUT", b"PATCH"):
+            framing.append((b"Content-Length", b"%d" % len(body)))
+        head = connection.send(h11.Request(method=method, target=target, headers=framing + fields))
+        if body:
+            connection.send_with_data_passthrough(h11.Data(data=body))  # moves h11's state; the bytes go as they are
+        connection.send(h11.EndOfMessage())
+        self._status, self._headers, self._body, self._received = 0, {}, bytearray(), False
+        return head or b""
 
     def feed(self, data: bytes) -> ParsedResponse | None:
-        """Take received bytes; the response once it is complete, else None."""
-        self._buffer += data
-        if not self._framing:
-            while not self._framing:  # interim (1xx) responses come before the final one
-                if not self._parse_head():
+        """Take received bytes (``b""``: the connection ended); the response once it is complete.
+
+        Raises:
+            ProtocolError: the response is malformed, over a bound, or cut short.
+        """
+        connection = self._connection
+        self._received = self._received or bool(data)
+        try:
+            connection.receive_data(data)
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
                     return None
-        if self._framing == "length":
-            return self._take_length()
-        if self._framing == "chunked":
-            return self._take_chunks()
-        self._take_until_close()
-        return None
+                if type(event) is h11.Data:
+                    self._body += event.data
+                    if len(self._body) > MAX_BODY_BYTES:
+                        raise ProtocolError(BODY_TOO_LARGE)
+                elif type(event) is h11.Response:
+                    self._take_head(event)
+                elif type(event) is h11.EndOfMessage:
+                    return self._finish()
+                elif type(event) is not h11.InformationalResponse:  # ConnectionClosed
+                    raise ProtocolError(CLOSED_MID_RESPONSE if self._received else CLOSED_BEFORE_RESPONSE)
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(self._words(exc, ended=not data)) from None
 
-    def feed_eof(self) -> ParsedResponse:
-        """The connection ended: the response, if its body runs to the close."""
-        if self._framing == "close":
-            return self._finish(keep_alive=False)
-        if not self._framing and not self._buffer:
-            raise ProtocolError(CLOSED_BEFORE_RESPONSE)
-        raise ProtocolError(CLOSED_MID_RESPONSE)
-
-    # --- head ----------------------------------------------------------------------------------
-
-    def _parse_head(self) -> bool:
-        end = _HEAD_END.search(self._buffer, self._searched)
-        if end is None:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError(HEAD_TOO_LONG)
-            # The end is up to 3 bytes long ("\n\r\n"): it may start in the last 2 bytes searched.
-            self._searched = max(len(self._buffer) - 2, 0)
-            return False
-        if end.start() > MAX_HEAD_BYTES:
+    def _take_head(self, event: h11.Response) -> None:
+        items = event.headers.raw_items()  # a list: iterating h11's Headers goes item by item through __getitem__
+        # h11 bounds only a head still incomplete: one that arrived whole in a single read is measured here.
+        if head_size(event.reason, items) > MAX_HEAD_BYTES:
             raise ProtocolError(HEAD_TOO_LONG)
-        head = bytes(self._buffer[: end.start()])
-        del self._buffer[: end.end()]
-        self._searched = 0
-        status_line, *lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
-        match = _STATUS_LINE.fullmatch(status_line)
-        if match is None:
-            raise ProtocolError("malformed status line")
-        http_11, status = match.group(1) == b"1", int(match.group(2))
         headers: dict[str, str] = {}
-        for line in lines:
-            name, colon, value = line.partition(b":")
-            if not colon or _TOKEN.fullmatch(name) is None:  # also refuses obsolete folding (a leading space)
-                raise ProtocolError("malformed header line")
-            key = name.decode("ascii").lower()
-            text = value.strip(b" \t").decode("latin-1")
+        for name, value in items:
+            key, text = name.decode("ascii").lower(), value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        if status < 200:
-            if status == 101:
-                raise ProtocolError("unexpected protocol switch")
-            return True  # an interim response: the final one follows; _framing stays ""
-        self._status, self._headers = status, headers
-        self._keep_alive = http_11 and "close" not in _tokens(headers.get("connection", ""))
-        self._framing = self._body_framing(status, headers)
-        return True
-
-    def _body_framing(self, status: int, headers: dict[str, str]) -> str:
-        if self._head_request or status in (204, 304):
-            self._remaining = 0
-            return "length"
-        if "transfer-encoding" in headers:
-            if _tokens(headers["transfer-encoding"])[-1:] != ["chunked"]:
-                raise ProtocolError("unsupported Transfer-Encoding")
-            # With a Content-Length too, the message was framed by someone who disagrees with
-            # itself: read it as chunked (RFC 9112 6.3), then do not trust the connection again.
-            self._keep_alive = self._keep_alive and "content-length" not in headers
-            return "chunked"
-        if "content-length" in headers:
-            lengths = {value.strip() for value in headers["content-length"].split(",")}
-            if len(lengths) != 1 or not (length := lengths.pop()).isdigit() or not length.isascii():
-                raise ProtocolError("invalid Content-Length")
-            self._remaining = int(length)
-            if self._remaining > MAX_BODY_BYTES:
-                raise ProtocolError(BODY_TOO_LARGE)
-            return "length"
-        self._keep_alive = False
-        return "close"
-
-    # --- body ----------------------------------------------------------------------------------
-
-    def _take_length(self) -> ParsedResponse | None:
-        if len(self._buffer) < self._remaining:
-            return None
-        if len(self._buffer) > self._remaining:
-            raise ProtocolError("data after the end of the response")
-        self._body, self._buffer = self._buffer, bytearray()
-        return self._finish(keep_alive=self._keep_alive)
-
-    def _take_until_close(self) -> None:
-        self._body += self._buffer
-        self._buffer.clear()
-        if len(self._body) > MAX_BODY_BYTES:
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:  # h11 has checked it is one number
             raise ProtocolError(BODY_TOO_LARGE)
+        self._status, self._headers = event.status_code, headers
 
-    def _take_chunks(self) -> ParsedResponse | None:
-        buffer = self._buffer
-        while True:
-            if self._chunk_state == "data":
-                taken = min(self._remaining, len(buffer))
-                self._body += buffer[:taken]
-                del buffer[:taken]
-                self._remaining -= taken
-                if self._remaining:
-                    return None
-                self._chunk_state = "data-end"
-                continue
-            line_end = buffer.find(b"\n", self._searched)
-            if line_end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    raise ProtocolError("chunk header too long")
-                self._searched = len(buffer)
-                return None
-            line = bytes(buffer[: line_end - 1 if buffer[line_end - 1 : line_end] == b"\r" else line_end])
-            del buffer[: line_end + 1]
-            self._searched = 0
-            if self._chunk_state == "data-end":
-                if line:
-                    raise ProtocolError("chunk data longer than its size")
-                self._chunk_state = "size"
-            elif self._chunk_state == "size":
-                match = _CHUNK_SIZE.fullmatch(line)
-                if match is None:
-                    raise ProtocolError("malformed chunk size")
-                self._remaining = int(match.group(1), 16)
-                if len(self._body) + self._remaining > MAX_BODY_BYTES:
-                    raise ProtocolError(BODY_TOO_LARGE)
-                self._chunk_state = "data" if self._remaining else "trailers"
-            elif line:  # a trailer field: read past, as nothing here uses one
-                if b":" not in line:
-                    raise ProtocolError("malformed trailer line")
-            else:
-                if buffer:
-                    raise ProtocolError("data after the end of the response")
-                return self._finish(keep_alive=self._keep_alive)
+    def _finish(self) -> ParsedResponse:
+        connection, headers = self._connection, self._headers
+        keep_alive = (
+            connection.our_state is h11.DONE
+            and connection.their_state is h11.DONE
+            # Not closed by the server, and nothing after the response (the worker never pipelines).
+            and connection.trailing_data == (b"", False)
+            # With both, the message was framed by someone who disagrees with itself (RFC 9112 6.3).
+            and not ("transfer-encoding" in headers and "content-length" in headers)
+        )
+        if keep_alive:
+            connection.start_next_cycle()
+        body = decoded_body(bytes(self._body), headers.get("content-encoding", ""))
+        return ParsedResponse(self._status, headers, body, keep_alive)
 
-    def _finish(self, *, keep_alive: bool) -> ParsedResponse:
-        body = decoded_body(bytes(self._body), self._headers.get("content-encoding", ""))
-        return ParsedResponse(self._status, self._headers, body, keep_alive)
+    def _words(self, exc: h11.RemoteProtocolError, *, ended: bool) -> str:
+        if ended:  # whatever h11 says of it, the connection ended before the response did
+            return CLOSED_MID_RESPONSE if self._received else CLOSED_BEFORE_RESPONSE
+        text = str(exc)
+        if text.startswith("Receive buffer too long"):
+            return HEAD_TOO_LONG
+        return f"invalid response: {text}"
+
+
+def head_size(reason: bytes, headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The bytes of a response head as sent: ``HTTP/1.1 200 reason`` CRLF, and each ``name: value`` CRLF."""
+    return 15 + len(reason) + sum(len(name) + len(value) + 4 for name, value in headers)
 
 
 def _tokens(value: str) -> list[str]:
@@ -366,6 +253,9 @@ def decoded_body(body: bytes, content_encoding: str) -> bytes:
 
     Requests send no Accept-Encoding, so a coded reply is a server's own choice; it is bounded
     like a plain one.
+
+    Raises:
+        ProtocolError: the body does not decode, or decodes to more than MAX_BODY_BYTES.
     """
     codings = _tokens(content_encoding)
     for coding in reversed(codings):
