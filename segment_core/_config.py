@@ -39,7 +39,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Everything that shapes delivery.
 
     Attributes:
-        write_key: the source's write key (Basic auth user, and ``writeKey`` in each body).
+        write_key: the source's write key (Basic auth user, and ``writeKey`` in each body). An empty
+            one is accepted, as segment-analytics-python accepts it: the API refuses its batches.
         host: the API's base URL; a trailing slash is dropped.
         upload_size: messages per batch, at most.
         upload_interval: seconds a message may wait for its batch to fill.
@@ -71,8 +72,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     durable: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.write_key, str) or not self.write_key:
-            raise ConfigurationError("write_key must be a non-empty str")
+        if not isinstance(self.write_key, str):
+            raise ConfigurationError("write_key must be a str")
         if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
             raise ConfigurationError("host must be an http:// or https:// URL")
         _require_int("upload_size", self.upload_size, 1)

@@ -262,6 +262,7 @@ class Engine:
         "_batches",
         "_batches_in_flight",
         "_builder",
+        "_close_reason",
         "_deadline",
         "_delivered",
         "_failed_counts",
@@ -308,6 +309,7 @@ class Engine:
         )
         self.state = EngineState.OPEN
         self._deadline: float | None = None
+        self._close_reason: str | None = None
         self._next_request_id = 1
         self._outputs: list[Output] = []
         self._failed_counts: dict[str, int] = {}
@@ -415,7 +417,7 @@ class Engine:
         if waiter is not None:
             self._add_wait(waiter)
 
-    def close(self, *, now: float, deadline: float, waiter: int | None = None) -> None:
+    def close(self, *, now: float, deadline: float, waiter: int | None = None, reason: str | None = None) -> None:
         """Accept nothing more; deliver what is queued until ``deadline``, then report the rest failed.
 
         Closing again keeps the earlier deadline. With ``EngineConfig(durable=True)``
@@ -425,8 +427,12 @@ class Engine:
             now: monotonic seconds.
             deadline: monotonic seconds.
             waiter: as for ``flush``: settled once everything accepted is settled.
+            reason: why the client closes, when it is not a plain shutdown ("the event
+                loop stopped before shutdown()"): the ShutdownDeadline errors say it.
         """
         self._flush_through = self._intake.next_seq
+        if reason is not None and self._close_reason is None:
+            self._close_reason = reason
         self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
         self._transition(_EngineEvent.CLOSE)
         if waiter is not None:
@@ -782,7 +788,7 @@ class Engine:
                 self._report_failed(
                     batch.first_seq,
                     batch.messages,
-                    ShutdownDeadline(last_error, in_flight=in_flight and not last_error),
+                    ShutdownDeadline(last_error, in_flight=in_flight and not last_error, reason=self._close_reason),
                 )
         if self._intake.depth:
             first_seq, messages = self._head_seq, self._intake.take_all()
@@ -790,7 +796,7 @@ class Engine:
             if self.config.durable:
                 self._report_kept(first_seq, messages, self._last_error)
             else:
-                self._report_failed(first_seq, messages, ShutdownDeadline(self._last_error))
+                self._report_failed(first_seq, messages, ShutdownDeadline(self._last_error, reason=self._close_reason))
         # Late answers to abandoned requests are ignored.
         self._in_flight.clear()
         self._batches_in_flight = 0

@@ -140,13 +140,20 @@ class ShutdownDeadline(DeliveryError):
     """The client was closed and its deadline passed before these messages were delivered.
 
     ``last_error`` (also ``__cause__``) is the last failed attempt to deliver
-    them, or None if none failed (they were still queued, or in flight).
+    them, or None if none failed (they were still queued, or in flight);
+    ``reason`` says why the client closed when it was not a plain shutdown
+    (the event loop stopped, the interpreter exited).
     """
 
-    def __init__(self, last_error: DeliveryError | None = None, *, in_flight: bool = False) -> None:
+    def __init__(
+        self, last_error: DeliveryError | None = None, *, in_flight: bool = False, reason: str | None = None
+    ) -> None:
         self.last_error = last_error
         self.in_flight = in_flight
-        if last_error is not None:
+        self.reason = reason
+        if reason is not None:
+            text = f"not delivered: {reason}{_last(last_error)}"
+        elif last_error is not None:
             text = f"shutdown deadline passed before delivery{_last(last_error)}"
         elif in_flight:
             text = "shutdown deadline passed while the request was in flight (no reply yet)"

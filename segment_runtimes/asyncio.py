@@ -1,18 +1,21 @@
 """The asyncio runtime: ``AsyncClient``.
 
 Calls (track, identify, ...) are plain methods that never block or await: they
-build the message and hand it to the engine. One worker task, started on first
-use inside a running loop, polls the engine and starts one task per request
-(``_http.AsyncHTTP``, on asyncio streams). Lifecycle is awaitable::
+build the message and hand it to the engine. One worker task, started by
+``async with`` or by the first call made inside a running loop, polls the
+engine and starts one task per request (``_transport.AsyncHTTP``, on asyncio
+streams). Lifecycle is awaitable::
 
     async with AsyncClient("WRITE_KEY") as analytics:
         analytics.track("user-1", "Signed Up")
         await analytics.flush()
     # leaving the block shuts down within shutdown_timeout
 
-No thread is started (with a numeric host, or one the loop resolves without
-its executor). If the loop ends with messages pending and no shutdown, they
-are reported through on_error, not dropped silently.
+A call made where the worker cannot run (outside a running event loop, or
+from another thread or loop than the client's) returns ``(False, msg)`` with a
+warning naming the fix, never True for a message nothing would send. If the
+loop ends with messages pending and no shutdown, they are reported through
+``on_error`` (``ShutdownDeadline`` saying so), not dropped silently.
 """
 
 from __future__ import annotations
@@ -24,29 +27,50 @@ from types import TracebackType
 
 from segment_core import EngineState
 
-from ._async_base import AsyncClientBase, Waiter
-from ._common import log
+from ._async_base import AFTER_A_BUG, AsyncClientBase
+from ._options import args_doc
 from ._transport.connections import asyncio_within
 
 __all__ = ["AsyncClient"]
 
+_OUTSIDE_A_LOOP = (
+    "AsyncClient was called outside a running event loop, where no worker can send; the message was not queued. "
+    "Use it inside async code: `async with AsyncClient(...) as client: client.track(...)`"
+)
+_OTHER_LOOP = (
+    "AsyncClient was called from another thread or event loop than the one it runs on; the message was not queued. "
+    "Call it from its own loop (use one client per loop, or threaded.Client from threads)"
+)
+_LOOP_STOPPED = "the event loop stopped the client's worker before shutdown() (use `async with AsyncClient(...)`)"
+
 
 class AsyncClient(AsyncClientBase):
-    """A Segment client for asyncio. Keywords as ``threaded.Client`` but sync_mode and thread.
+    """A Segment client for asyncio: plain calls, awaitable ``flush()`` and ``shutdown()``, ``async with``.
 
     ``max_in_flight`` (default 1) bounds concurrent requests.
     """
 
     _worker: asyncio.Task[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
     _wake: asyncio.Event | None = None
 
-    def _ensure_worker(self) -> None:
-        if self._worker is not None or self._engine.state is EngineState.CLOSED:
-            return
+    def _call_misuse(self) -> str | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # called outside a loop: the worker starts at the next use inside one
+            loop = None
+        if loop is None:
+            return _OUTSIDE_A_LOOP
+        if self._loop is None:
+            self._start_worker(loop)
+        elif loop is not self._loop:
+            return _OTHER_LOOP
+        return None
+
+    def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._worker is not None or self._engine.state is EngineState.CLOSED:
+            return
+        self._loop = loop
         self._wake = asyncio.Event()
         self._requests: set[asyncio.Task[None]] = set()
         self._worker = loop.create_task(self._work(), name="segment-sansio-worker")
@@ -55,10 +79,13 @@ class AsyncClient(AsyncClientBase):
         if self._wake is not None:
             self._wake.set()
 
-    def _resolve(self, waiter: Waiter) -> None:
-        future: asyncio.Future[None] = waiter.token
-        if not future.done():
-            future.set_result(None)
+    def _resolve(self, primitive: asyncio.Future[bool], delivered: bool) -> None:
+        if not primitive.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                primitive.set_result(delivered)
+
+    def _worker_running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
 
     async def _work(self) -> None:
         engine = self._engine
@@ -66,70 +93,81 @@ class AsyncClient(AsyncClientBase):
         assert wake is not None
         try:
             while True:
-                for request in self._step():
-                    task = asyncio.create_task(self._exchange(request))
-                    self._requests.add(task)
-                    task.add_done_callback(self._requests.discard)
-                if engine.state is EngineState.CLOSED:
-                    return
-                deadline = engine.next_deadline()
-                wake.clear()
-                if deadline is None:  # the usual wait while a batch is in flight: no timeout to arm
-                    await wake.wait()
-                    continue
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio_within(max(deadline - time.monotonic(), 0.0), wake.wait())  # no task per wait
+                try:
+                    for request in self._step():
+                        task = asyncio.create_task(self._exchange(request))
+                        self._requests.add(task)
+                        task.add_done_callback(self._requests.discard)
+                    if engine.state is EngineState.CLOSED:
+                        return
+                    deadline = engine.next_deadline()
+                    wake.clear()
+                    if deadline is None:  # the usual wait while a batch is in flight: no timeout to arm
+                        await wake.wait()
+                        continue
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio_within(max(deadline - time.monotonic(), 0.0), wake.wait())  # no task per wait
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug of ours: never lose the worker
+                    self._reporter.bug("the worker", exc)
+                    await asyncio.sleep(AFTER_A_BUG)
         except asyncio.CancelledError:
             if engine.state is not EngineState.CLOSED:
-                self._abandon_now()
+                self._abandon(_LOOP_STOPPED)
             raise
-        except Exception:  # pragma: no cover - a bug; keep what is pending visible
-            log.exception("worker failed")
-            self._abandon_now()
         finally:
             for task in list(self._requests):
                 task.cancel()
             await self._close_http()
 
+    def _register(self) -> tuple[int, asyncio.Future[bool]]:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        return self._new_wait(future), future
+
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is delivered or failed, or ``timeout`` passes.
+        """Wait until everything queued so far is delivered or failed, or ``timeout`` seconds pass.
 
         Cancelling the wait loses nothing: the messages stay queued.
 
         Returns:
             True if every message queued before the call was delivered.
         """
-        pending = self._flush_range()
-        if pending is None:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = Waiter(pending[0], pending[1], future)
-        self._waiters.append(waiter)
+        self._ensure_worker()
+        token, future = self._register()
+        self._engine.flush(now=time.monotonic(), waiter=token)
+        self._kick()
         try:
-            await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
+            self._forget_wait(token)
             return False
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return not waiter.failed
 
     async def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop, within ``timeout`` seconds (default ``shutdown_timeout``).
 
         Every message not delivered by then is reported through ``on_error``
-        once. Cancelling the caller does not cut delivery short: the worker
-        still runs to the deadline.
+        once (or, with a spool, kept on disk for the next start). Cancelling the
+        caller does not cut delivery short: the worker still runs to the deadline.
 
         Returns:
             True if everything queued was delivered.
         """
-        failed_before = self._close_engine(timeout)
+        timeout = self._settings.shutdown_timeout if timeout is None else timeout
         self._ensure_worker()
-        self._wake_worker()
+        token, future = self._register()
+        now = time.monotonic()
+        self._engine.close(now=now, deadline=now + max(timeout, 0.0), waiter=token)
+        self._kick()
+        delivered = await asyncio.shield(future)
         if self._worker is not None:
             await asyncio.shield(self._worker)
-        return self._all_delivered_since(failed_before)
+        self._reporter.throttle.flush()
+        return delivered
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None:
+            self._start_worker(asyncio.get_running_loop())
 
     async def __aenter__(self) -> AsyncClient:
         self._ensure_worker()
@@ -139,3 +177,6 @@ class AsyncClient(AsyncClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.shutdown()
+
+
+AsyncClient.__doc__ = (AsyncClient.__doc__ or "") + "\n" + args_doc()

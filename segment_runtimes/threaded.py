@@ -9,48 +9,52 @@ Switch by changing one import::
 How it works: a call builds and encodes its message in the caller's thread,
 then takes one lock just long enough to hand the bytes to the engine. Worker
 threads (``thread`` of them, started on first use) loop: poll the engine, take
-a request it asks for, perform it (``_http.SyncHTTP``) outside the lock, feed the outcome
-back, and sleep on a condition until the engine's next deadline or a wake-up
-(a full batch, flush, shutdown). ``on_error`` runs in a worker, outside the lock.
+a request it asks for, perform it outside the lock, feed the outcome back, and
+sleep on a condition until the engine's next deadline or a wake-up (a full
+batch, flush, shutdown). What the engine settles is reported (log lines,
+``on_error``, ``on_success``, waking a flush) by one worker at a time, in the
+engine's order, outside the lock.
+
+A worker cannot be lost: whatever raises in it (the transport, the engine, a
+callback, ``SystemExit`` from ``on_error`` included) is logged with its
+traceback, the request's batch is retried with that cause, and the loop goes on.
 
 Fork: a child gets a fresh lock, queue, worker and HTTP client on first use;
 what the parent queued stays the parent's. Exit: an atexit hook shuts every
-client down within its ``shutdown_timeout``, delivering what is queued.
+client down within its ``shutdown_timeout``, reporting what it could not send.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
-import random
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 from segment_core import (
     BuiltMessage,
-    Engine,
+    DeliveryError,
     EngineState,
-    MessagesDelivered,
-    MessagesFailed,
-    MessagesKept,
+    Enqueued,
     Output,
     Request,
     Response,
-    Retrying,
-    Stats,
     TransportFailure,
+    TransportFailureKind,
     WaitSettled,
 )
+from segment_core import __version__ as VERSION
 from segment_core.limits import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RATE_LIMIT_DURATION,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_SPOOL_BYTES,
     DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
     DEFAULT_OAUTH_AUTH_SERVER,
     DEFAULT_OAUTH_SCOPE,
@@ -60,19 +64,13 @@ from segment_core.limits import (
     DEFAULT_UPLOAD_SIZE,
 )
 
-from ._common import (
-    QUIET,
-    WAKE,
-    ErrorCallback,
-    Options,
-    RealTimeCalls,
-    log,
-    log_dropped,
-    report_outcomes,
-)
-from ._transport.http import SyncHTTP
+from ._client_base import ClientBase
+from ._common import log
+from ._options import ErrorCallback, FsyncPolicy, Proxies, Settings, SuccessCallback, args_doc
+from ._transport import SyncHTTP
 
 __all__ = [
+    "VERSION",
     "Client",
     "alias",
     "flush",
@@ -85,36 +83,48 @@ __all__ = [
     "track",
 ]
 
+__version__ = VERSION
+
 # A worker that finds a deadline already due polls again at once; this floor
 # only guards against a spin if the engine ever reported a stale deadline.
 _MIN_WAIT = 0.001
-
+# After an exception where none should be, a worker pauses this long before going on:
+# a bug that repeats must not turn into a busy loop.
+_AFTER_A_BUG = 0.5
 # shutdown() stops delivery this much before its deadline (at most a tenth of the
 # timeout) so that on_error has run for every leftover message when it returns.
 _REPORTING_MARGIN = 0.25
 
+_QUIET = Enqueued.QUIET
+_WAKE = Enqueued.WAKE
+
 
 class _Waiter:
-    """A flush (or sync_mode call) waiting for sequence numbers [first, last] to settle."""
+    """A flush, sync-mode call or shutdown waiting for the engine's WaitSettled."""
 
-    __slots__ = ("failed", "first", "last")
+    __slots__ = ("delivered", "done")
 
-    def __init__(self, first: int, last: int) -> None:
-        self.first = first
-        self.last = last
-        self.failed = False
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.delivered = False
 
 
-class Client(RealTimeCalls):
-    """A Segment client driven by worker threads. Same keywords, order and defaults as
-    segment-analytics-python 2.4's ``Client``, plus ``shutdown_timeout`` and ``max_queue_bytes``.
+class Client(ClientBase):
+    """A Segment client driven by worker threads: a drop-in for segment-analytics-python 2.4's ``Client``.
+
+    The same keywords, positional order and defaults (but ``max_queue_size``, see
+    ``segment_core.limits``), plus ours after ``*``. The six calls (``track``,
+    ``identify``, ``group``, ``alias``, ``page``, ``screen``) return
+    ``(success, msg)`` as before.
 
     Raises:
         ValidationError: write_key missing (an AssertionError, as before).
-        ConfigurationError: another option is invalid.
+        ConfigurationError: another setting is invalid; the message names it.
     """
 
     class DefaultConfig:
+        """segment-analytics-python 2.4's defaults, by name (ours where they differ)."""
+
         write_key = None
         host = None
         on_error = None
@@ -144,74 +154,54 @@ class Client(RealTimeCalls):
 
     def __init__(
         self,
-        write_key: str | None = DefaultConfig.write_key,
-        host: str | None = DefaultConfig.host,
-        debug: bool = DefaultConfig.debug,
-        max_queue_size: int = DefaultConfig.max_queue_size,
-        send: bool = DefaultConfig.send,
-        on_error: ErrorCallback | None = DefaultConfig.on_error,
-        gzip: bool = DefaultConfig.gzip,
-        max_retries: int = DefaultConfig.max_retries,
-        sync_mode: bool = DefaultConfig.sync_mode,
-        timeout: float = DefaultConfig.timeout,
-        proxies: str | Mapping[str, str] | None = DefaultConfig.proxies,
-        thread: int = DefaultConfig.thread,
-        upload_size: int = DefaultConfig.upload_size,
-        upload_interval: float = DefaultConfig.upload_interval,
-        log_handler: logging.Handler | None = DefaultConfig.log_handler,
-        oauth_client_id: str | None = DefaultConfig.oauth_client_id,
-        oauth_client_key: str | None = DefaultConfig.oauth_client_key,
-        oauth_key_id: str | None = DefaultConfig.oauth_key_id,
-        oauth_auth_server: str = DefaultConfig.oauth_auth_server,
-        oauth_scope: str = DefaultConfig.oauth_scope,
-        max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
-        max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
-        shutdown_timeout: float = DefaultConfig.shutdown_timeout,
-        max_queue_bytes: int = DefaultConfig.max_queue_bytes,
+        write_key: str | None = None,
+        host: str | None = None,
+        debug: bool = False,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        send: bool = True,
+        on_error: ErrorCallback | Any = None,
+        gzip: bool = False,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        sync_mode: bool = False,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        proxies: Proxies = None,
+        thread: int = 1,
+        upload_size: int = DEFAULT_UPLOAD_SIZE,
+        upload_interval: float = DEFAULT_UPLOAD_INTERVAL,
+        log_handler: logging.Handler | None = None,
+        oauth_client_id: str | None = None,
+        oauth_client_key: str | None = None,
+        oauth_key_id: str | None = None,
+        oauth_auth_server: str = DEFAULT_OAUTH_AUTH_SERVER,
+        oauth_scope: str = DEFAULT_OAUTH_SCOPE,
+        max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+        max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION,
+        *,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        on_success: SuccessCallback | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        spool_fsync: FsyncPolicy = "interval",
     ) -> None:
-        self._options = Options(
-            write_key=write_key,
-            host=host,
-            debug=debug,
-            max_queue_size=max_queue_size,
-            send=send,
-            on_error=on_error,
-            gzip=gzip,
-            max_retries=max_retries,
-            timeout=timeout,
-            proxies=proxies,
-            thread=thread,
-            upload_size=upload_size,
-            upload_interval=upload_interval,
-            log_handler=log_handler,
-            oauth_client_id=oauth_client_id,
-            oauth_client_key=oauth_client_key,
-            oauth_key_id=oauth_key_id,
-            oauth_auth_server=oauth_auth_server,
-            oauth_scope=oauth_scope,
-            max_total_backoff_duration=max_total_backoff_duration,
-            max_rate_limit_duration=max_rate_limit_duration,
-            shutdown_timeout=shutdown_timeout,
-            max_queue_bytes=max_queue_bytes,
-        )
-        self._options.configure_logging()
-        self.sync_mode = bool(sync_mode)
-        self._seed_ids()
-        self._engine = Engine(self._options.engine, random=random.Random(os.urandom(16)))
+        arguments = dict(locals())
+        del arguments["self"]
+        self.sync_mode = bool(arguments.pop("sync_mode"))
+        arguments["max_in_flight"] = arguments.pop("thread")
+        self._setup(Settings(**arguments))
+        self._waiter_ids = itertools.count(1)
         self._fresh_process_state()
         _live_clients.add(self)
 
     def _fresh_process_state(self) -> None:
-        """Locks, workers and the HTTP client: made new at construction and in a forked child."""
-        self._lock = threading.Lock()
+        """Locks, workers, waits and the HTTP client: made new at construction and in a forked child."""
+        self._lock = self._guard = threading.Lock()
         self._work_ready = threading.Condition(self._lock)  # workers wait here
-        self._settled = threading.Condition(self._lock)  # flush and sync_mode wait here
         self._workers: list[threading.Thread] = []
         self._to_send: deque[Request] = deque()
-        self._waiters: list[_Waiter] = []
-        # Outcome lists taken from the engine whose on_error calls have not finished:
-        # flush and shutdown wait for them, as the reference's queue.join() does.
-        self._reports_pending = 0
+        self._reports: deque[Output] = deque()  # settled outputs, in the engine's order
+        self._reporting = False  # a worker is reporting them
+        self._waiters: dict[int, _Waiter] = {}
         self._http: SyncHTTP | None = None
 
     def _after_fork_in_child(self) -> None:
@@ -219,199 +209,214 @@ class Client(RealTimeCalls):
         self._engine.reset_after_fork()
         self._seed_ids()
 
-    # Compatibility attributes of segment.analytics.Client.
-    @property
-    def send(self) -> bool:
-        return self._options.send
-
-    @property
-    def on_error(self) -> ErrorCallback | None:
-        return self._options.on_error
-
-    @property
-    def host(self) -> str:
-        return self._options.engine.host
-
-    @property
-    def write_key(self) -> str:
-        return self._options.engine.write_key
-
-    def __repr__(self) -> str:
-        return f"<segment_runtimes.threaded.Client host={self.host!r} state={self._engine.state.value}>"
-
     # Calls ------------------------------------------------------------------
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         message = built.message
-        if built.dropped:
-            log_dropped(built)
-        if not self._options.send:
+        if (built.dropped or not self._settings.send) and not self._checked(built):
             return True, message
         with self._lock:
-            if not self._workers and self._engine.state is EngineState.OPEN:
-                self._start_workers()
             result = self._engine.enqueue(built.data, now=time.monotonic())
-            if result is QUIET:
-                pass
-            elif result is WAKE:
+            if result is _WAKE:
+                if not self._workers:
+                    self._start_workers()
                 self._work_ready.notify()
-            else:
-                log.warning("message not queued: %s", result)
-                return False, message
-            if not self.sync_mode:
-                return True, message
-            seq = self._engine.last_seq
-            self._engine.flush(now=time.monotonic())
-            self._work_ready.notify()
-            if threading.current_thread() in self._workers:
-                # Called from on_error: waiting would wait on ourselves. It goes with the next batch.
-                return True, message
-            delivered = self._wait_settled(seq, seq, timeout=None)
-        return delivered, message
+        if result is not _QUIET and result is not _WAKE:
+            if isinstance(result, DeliveryError):
+                self._reporter.refused(result)
+            return False, message
+        if not self.sync_mode:
+            return True, message
+        if self._in_worker():
+            # Called from a callback: waiting would wait on ourselves. It goes with the next batch.
+            return True, message
+        return self._wait(timeout=None), message
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything queued so far is delivered or failed, or ``timeout`` passes.
+        """Block until everything queued so far is delivered or failed, or ``timeout`` seconds pass.
+
+        ``on_error`` has run for whatever failed when this returns, as with 2.4's flush.
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as retries take.
 
         Returns:
             True if every message queued before the call was delivered.
         """
-        with self._lock:
-            engine = self._engine
-            first, last = engine.oldest_unsettled_seq, engine.last_seq
-            if first > last:
-                return True
-            engine.flush(now=time.monotonic())
-            self._work_ready.notify_all()
-            if threading.current_thread() in self._workers:
-                # Called from on_error: waiting here would wait on ourselves.
-                return False
-            return self._wait_settled(first, last, timeout)
+        if self._in_worker():
+            # Called from a callback: waiting here would wait on ourselves.
+            with self._lock:
+                self._engine.flush(now=time.monotonic())
+                self._work_ready.notify_all()
+            return False
+        return self._wait(timeout)
 
-    def _wait_settled(self, first: int, last: int, timeout: float | None) -> bool:
-        """With the lock held: wait until [first, last] is settled; True if none of it failed."""
-        waiter = _Waiter(first, last)
-        self._waiters.append(waiter)
-        try:
-            engine = self._engine
-            settled = self._settled.wait_for(
-                lambda: engine.oldest_unsettled_seq > last and not self._reports_pending, timeout
-            )
-        finally:
-            self._waiters.remove(waiter)
-        return settled and not waiter.failed
+    def _wait(self, timeout: float | None, *, closing_at: float | None = None) -> bool:
+        """Register a wait with the engine (a flush, or a close), wake the workers, and wait for it."""
+        waiter = _Waiter()
+        with self._lock:
+            token = next(self._waiter_ids)
+            self._waiters[token] = waiter
+            now = time.monotonic()
+            if closing_at is None:
+                self._engine.flush(now=now, waiter=token)
+            else:
+                self._engine.close(now=now, deadline=closing_at, waiter=token)
+            self._start_or_settle_here()
+        if not waiter.done.wait(timeout):
+            with self._lock:
+                self._engine.cancel_wait(token)
+                self._waiters.pop(token, None)
+            return False
+        return waiter.delivered
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the workers, within ``timeout`` seconds (default ``shutdown_timeout``).
 
         Every message not delivered by then is reported through ``on_error``
-        exactly once, before this returns: delivery stops a little before the
-        deadline (a tenth of the timeout, at most 0.25 s) to leave time for the
-        callbacks. Calls after shutdown return ``(False, msg)``.
+        exactly once, before this returns (with a spool, it stays on disk for
+        the next start instead): delivery stops a little before the deadline (a
+        tenth of the timeout, at most 0.25 s) to leave time for the callbacks.
+        Calls after shutdown return ``(False, msg)``.
+
+        Args:
+            timeout: seconds; None means ``shutdown_timeout``.
 
         Returns:
             True if everything queued was delivered.
         """
-        timeout = max(self._options.shutdown_timeout if timeout is None else timeout, 0.0)
+        timeout = max(self._settings.shutdown_timeout if timeout is None else timeout, 0.0)
         deadline = time.monotonic() + timeout
         delivery_deadline = deadline - min(timeout / 10, _REPORTING_MARGIN)
-        in_worker = threading.current_thread() in self._workers
+        if self._in_worker():  # from a callback: close, and let the workers finish on their own
+            with self._lock:
+                self._engine.close(now=time.monotonic(), deadline=delivery_deadline)
+                self._work_ready.notify_all()
+            return False
+        waiter = _Waiter()
         with self._lock:
-            failed_before = self._engine.stats().failed
-            self._engine.close(now=time.monotonic(), deadline=delivery_deadline)
-            self._work_ready.notify_all()
+            token = next(self._waiter_ids)
+            self._waiters[token] = waiter
+            self._engine.close(now=time.monotonic(), deadline=delivery_deadline, waiter=token)
+            self._start_or_settle_here()
+        if not waiter.done.wait(max(delivery_deadline - time.monotonic(), 0.0)):
+            # A worker is stuck in a request past the deadline: expire the engine from here.
+            with self._lock:
+                self._engine.poll(now=max(time.monotonic(), delivery_deadline), wall=time.time())
+                self._take_outputs()
+        self._report_pending()
+        waiter.done.wait(max(deadline - time.monotonic(), 0.0))
+        self._reporter.throttle.flush()
+        with self._lock:
+            self._waiters.pop(token, None)
+            http, self._http = self._http, None
             workers = list(self._workers)
         for worker in workers:
-            if worker is not threading.current_thread():
-                worker.join(max(deadline - time.monotonic(), 0.0))
-        leftovers: list[Output] = []
-        with self._lock:
-            if self._engine.state is not EngineState.CLOSED:
-                # A worker is stuck in a request past the deadline: expire it from here.
-                self._engine.poll(now=max(time.monotonic(), delivery_deadline), wall=time.time())
-                self._collect(self._engine.next_outputs(), leftovers)
-                if leftovers:
-                    self._reports_pending += 1
-        if leftovers:
-            self._report(leftovers)
-        with self._lock:
-            if not in_worker:  # from on_error, our own report is one of those pending
-                self._settled.wait_for(lambda: not self._reports_pending, max(deadline - time.monotonic(), 0.0))
-            http, self._http = self._http, None
-            all_delivered = self._engine.stats().failed == failed_before
+            worker.join(max(deadline - time.monotonic(), 0.0))
         if http is not None and not any(worker.is_alive() for worker in workers):
             http.close()
-        return all_delivered
+        return waiter.done.is_set() and waiter.delivered
 
     def join(self) -> None:
         """Kept for compatibility: the same as ``shutdown()``."""
         self.shutdown()
 
-    def stats(self) -> Stats:
-        """Counters: enqueued, delivered, failed by reason, retries, queue depth, ..."""
-        with self._lock:
-            return self._engine.stats()
-
     # Workers ----------------------------------------------------------------
 
+    def _in_worker(self) -> bool:
+        return threading.current_thread() in self._workers
+
+    def _start_or_settle_here(self) -> None:
+        """With the lock held, after a wait was registered: wake the workers, or start them if there is work.
+
+        A client that never sent anything has no worker: what it has to report is only
+        the wait just registered (settled at once), so it is settled here, not by a new thread.
+        """
+        self._take_outputs()
+        if not self._workers:
+            if all(isinstance(output, WaitSettled) for output in self._reports):
+                while self._reports:
+                    self._deliver_report(self._reports.popleft())
+            if self._reports or self._engine.pending:
+                self._start_workers()
+        self._work_ready.notify_all()
+
     def _start_workers(self) -> None:
-        for index in range(self._options.thread):
+        for index in range(self._settings.max_in_flight):
             worker = threading.Thread(target=self._work, name=f"segment-sansio-worker-{index}", daemon=True)
             self._workers.append(worker)
             worker.start()
 
     def _work(self) -> None:
-        engine = self._engine
         while True:
-            outcomes: list[Output] = []
-            request: Request | None = None
-            with self._lock:
-                while True:
-                    now = time.monotonic()
-                    engine.poll(now=now, wall=time.time())
-                    self._collect(engine.next_outputs(), outcomes)
-                    if self._to_send:
-                        request = self._to_send.popleft()
-                        break
-                    if outcomes or engine.state is EngineState.CLOSED:
-                        break
-                    deadline = engine.next_deadline()
-                    self._work_ready.wait(None if deadline is None else max(deadline - now, _MIN_WAIT))
-                closed = engine.state is EngineState.CLOSED and request is None
-                if closed:
-                    self._work_ready.notify_all()  # the other workers may sleep with no deadline
-                if outcomes:
-                    self._reports_pending += 1
-            if outcomes:
-                self._report(outcomes)
-            if closed:
-                return
-            if request is not None:
-                self._exchange(request)
+            try:
+                request = self._next_request()
+                self._report_pending()
+                if request is not None:
+                    self._exchange(request)
+                    self._report_pending()
+                elif self._finished():
+                    return
+            except BaseException as exc:  # a bug of ours: never lose the worker
+                self._reporter.bug("the worker", exc)
+                with self._lock:
+                    self._work_ready.wait(_AFTER_A_BUG)
+
+    def _finished(self) -> bool:
+        with self._lock:
+            done = self._engine.state is EngineState.CLOSED and not self._to_send and not self._reports
+            if done:
+                self._work_ready.notify_all()  # the other workers may sleep with no deadline
+            return done
+
+    def _next_request(self) -> Request | None:
+        """Poll the engine until it asks for a request (returned) or has something to report (None)."""
+        engine = self._engine
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                engine.poll(now=now, wall=time.time())
+                self._take_outputs()
+                if self._to_send:
+                    return self._to_send.popleft()
+                if self._reports and not self._reporting:
+                    return None
+                if engine.state is EngineState.CLOSED and not self._reports:
+                    return None
+                deadline = engine.next_deadline()
+                self._work_ready.wait(None if deadline is None else max(deadline - now, _MIN_WAIT))
+
+    def _take_outputs(self) -> None:
+        """With the lock held: requests for the workers, the rest for the reporter, in order."""
+        for output in self._engine.next_outputs():
+            if type(output) is Request:
+                self._to_send.append(output)
+            else:
+                self._reports.append(output)
+        if len(self._to_send) > 1:
+            self._work_ready.notify(len(self._to_send) - 1)
 
     def _exchange(self, request: Request) -> None:
         """Perform one request outside the lock and feed its outcome to the engine."""
-        outcome = self._perform(request)
-        outcomes: list[Output] = []
+        try:
+            outcome = self._perform(request)
+        except BaseException as exc:  # the transport promises not to raise; if it does, the batch retries
+            self._reporter.bug("the transport", exc)
+            outcome = TransportFailure(kind=TransportFailureKind.OTHER, detail=f"internal error: {type(exc).__name__}")
         with self._lock:
             now, wall = time.monotonic(), time.time()
-            if isinstance(outcome, Response):
-                self._engine.receive_response(request.id, outcome, now=now, wall=wall)
-            else:
-                self._engine.receive_failure(request.id, outcome, now=now, wall=wall)
-            self._collect(self._engine.next_outputs(), outcomes)
-            if outcomes:
-                self._reports_pending += 1
-        if outcomes:
-            self._report(outcomes)
-
-    def _report(self, outcomes: list[Output]) -> None:
-        """Outside the lock: log and call on_error, then wake the flushes waiting for these outcomes."""
-        try:
-            report_outcomes(outcomes, self._options.on_error)
-        finally:
-            with self._lock:
-                self._reports_pending -= 1
-                self._settled.notify_all()
+            try:
+                if isinstance(outcome, Response):
+                    self._engine.receive_response(request.id, outcome, now=now, wall=wall)
+                else:
+                    self._engine.receive_failure(request.id, outcome, now=now, wall=wall)
+            except BaseException as exc:  # the engine is total; should it fail, the batch still settles
+                self._reporter.bug("the engine", exc)
+                detail = f"internal error: {type(exc).__name__}"
+                failure = TransportFailure(kind=TransportFailureKind.OTHER, detail=detail)
+                self._engine.receive_failure(request.id, failure, now=now, wall=wall)
+            self._take_outputs()
+            self._work_ready.notify()
 
     def _perform(self, request: Request) -> Response | TransportFailure:
         http = self._http
@@ -419,26 +424,46 @@ class Client(RealTimeCalls):
             with self._lock:  # one client for every worker; built after a fork too, since that drops it
                 http = self._http
                 if http is None:
-                    http = self._http = SyncHTTP(timeout=self._options.timeout, proxies=self._options.proxies)
+                    settings = self._settings
+                    http = self._http = SyncHTTP(timeout=settings.request_timeout, proxies=settings.proxies)
         return http.perform(request)
 
-    def _collect(self, outputs: list[Output], outcomes: list[Output]) -> None:
-        """With the lock held: queue requests for the workers, mark failed waiters, keep outcomes to report."""
-        for output in outputs:
-            if isinstance(output, Request):
-                self._to_send.append(output)
-                continue
-            outcomes.append(output)
-            if isinstance(output, MessagesFailed):
-                last = output.first_seq + len(output.messages) - 1
-                for waiter in self._waiters:
-                    if output.first_seq <= waiter.last and last >= waiter.first:
-                        waiter.failed = True
-            elif not isinstance(output, MessagesDelivered | Retrying | WaitSettled | MessagesKept):
-                raise AssertionError(f"unknown output {output!r}")
-        if len(self._to_send) > 1:
-            self._work_ready.notify(len(self._to_send) - 1)
+    def _report_pending(self) -> None:
+        """Report what the engine settled, in order, by one thread at a time, outside the lock."""
+        with self._lock:
+            if self._reporting or not self._reports:
+                return
+            self._reporting = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._reports:
+                        return
+                    output = self._reports.popleft()
+                self._deliver_report(output)
+        finally:
+            with self._lock:
+                self._reporting = False
+                self._work_ready.notify_all()
 
+    def _deliver_report(self, output: Output) -> None:
+        if isinstance(output, WaitSettled):
+            waiter = self._waiters.pop(output.waiter, None)
+            if waiter is not None:
+                waiter.delivered = output.delivered
+                waiter.done.set()
+        else:
+            self._reporter.report(output)
+
+
+Client.__doc__ = (
+    (Client.__doc__ or "")
+    + "\n"
+    + args_doc(
+        renamed={"max_in_flight": "thread"},
+        extra=[("sync_mode", "bool", "Each call waits until its message is delivered or failed (default False).")],
+    )
+)
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -483,27 +508,64 @@ atexit.register(_shutdown_at_exit)
 
 write_key: str | None = Client.DefaultConfig.write_key
 host: str | None = Client.DefaultConfig.host
-on_error: ErrorCallback | None = Client.DefaultConfig.on_error
+on_error: ErrorCallback | Any = Client.DefaultConfig.on_error
 debug: bool = Client.DefaultConfig.debug
 log_handler: logging.Handler | None = Client.DefaultConfig.log_handler
 send: bool = Client.DefaultConfig.send
 sync_mode: bool = Client.DefaultConfig.sync_mode
 max_queue_size: int = Client.DefaultConfig.max_queue_size
 gzip: bool = Client.DefaultConfig.gzip
-timeout: float = Client.DefaultConfig.timeout
+timeout: float | None = Client.DefaultConfig.timeout
 max_retries: int = Client.DefaultConfig.max_retries
-proxies: str | Mapping[str, str] | None = Client.DefaultConfig.proxies
+proxies: Proxies = Client.DefaultConfig.proxies
+thread: int = Client.DefaultConfig.thread
 upload_size: int = Client.DefaultConfig.upload_size
 upload_interval: float = Client.DefaultConfig.upload_interval
 max_total_backoff_duration: float = Client.DefaultConfig.max_total_backoff_duration
 max_rate_limit_duration: float = Client.DefaultConfig.max_rate_limit_duration
-shutdown_timeout: float = Client.DefaultConfig.shutdown_timeout
-max_queue_bytes: int = Client.DefaultConfig.max_queue_bytes
 oauth_client_id: str | None = Client.DefaultConfig.oauth_client_id
 oauth_client_key: str | None = Client.DefaultConfig.oauth_client_key
 oauth_key_id: str | None = Client.DefaultConfig.oauth_key_id
 oauth_auth_server: str = Client.DefaultConfig.oauth_auth_server
 oauth_scope: str = Client.DefaultConfig.oauth_scope
+shutdown_timeout: float = Client.DefaultConfig.shutdown_timeout
+max_queue_bytes: int = Client.DefaultConfig.max_queue_bytes
+on_success: SuccessCallback | None = None
+spool_dir: str | os.PathLike[str] | None = None
+max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
+spool_fsync: FsyncPolicy = "interval"
+
+# The module settings, by the name Client takes them: every keyword of Client.
+MODULE_SETTINGS = (
+    "write_key",
+    "host",
+    "debug",
+    "max_queue_size",
+    "send",
+    "on_error",
+    "gzip",
+    "max_retries",
+    "sync_mode",
+    "timeout",
+    "proxies",
+    "thread",
+    "upload_size",
+    "upload_interval",
+    "log_handler",
+    "oauth_client_id",
+    "oauth_client_key",
+    "oauth_key_id",
+    "oauth_auth_server",
+    "oauth_scope",
+    "max_total_backoff_duration",
+    "max_rate_limit_duration",
+    "shutdown_timeout",
+    "max_queue_bytes",
+    "on_success",
+    "spool_dir",
+    "max_spool_bytes",
+    "spool_fsync",
+)
 
 default_client: Client | None = None
 _default_client_lock = threading.Lock()
@@ -516,67 +578,44 @@ def _default() -> Client:
     if client is None or client._engine.state is EngineState.CLOSED:
         with _default_client_lock:
             if default_client is None or default_client._engine.state is EngineState.CLOSED:
-                default_client = Client(
-                    write_key,
-                    host=host,
-                    debug=debug,
-                    max_queue_size=max_queue_size,
-                    send=send,
-                    on_error=on_error,
-                    gzip=gzip,
-                    max_retries=max_retries,
-                    sync_mode=sync_mode,
-                    timeout=timeout,
-                    proxies=proxies,
-                    upload_size=upload_size,
-                    upload_interval=upload_interval,
-                    log_handler=log_handler,
-                    oauth_client_id=oauth_client_id,
-                    oauth_client_key=oauth_client_key,
-                    oauth_key_id=oauth_key_id,
-                    oauth_auth_server=oauth_auth_server,
-                    oauth_scope=oauth_scope,
-                    max_total_backoff_duration=max_total_backoff_duration,
-                    max_rate_limit_duration=max_rate_limit_duration,
-                    shutdown_timeout=shutdown_timeout,
-                    max_queue_bytes=max_queue_bytes,
-                )
+                settings = globals()
+                default_client = Client(**{name: settings[name] for name in MODULE_SETTINGS})
             client = default_client
     return client
 
 
 def track(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send a track call on the default client."""
+    """Send a track call on the default client (see ``Client.track``)."""
     return _default().track(*args, **kwargs)
 
 
 def identify(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send an identify call on the default client."""
+    """Send an identify call on the default client (see ``Client.identify``)."""
     return _default().identify(*args, **kwargs)
 
 
 def group(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send a group call on the default client."""
+    """Send a group call on the default client (see ``Client.group``)."""
     return _default().group(*args, **kwargs)
 
 
 def alias(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send an alias call on the default client."""
+    """Send an alias call on the default client (see ``Client.alias``)."""
     return _default().alias(*args, **kwargs)
 
 
 def page(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send a page call on the default client."""
+    """Send a page call on the default client (see ``Client.page``)."""
     return _default().page(*args, **kwargs)
 
 
 def screen(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Send a screen call on the default client."""
+    """Send a screen call on the default client (see ``Client.screen``)."""
     return _default().screen(*args, **kwargs)
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Flush the default client."""
+    """Flush the default client (see ``Client.flush``)."""
     return _default().flush(timeout)
 
 

@@ -1,8 +1,8 @@
 """The trio runtime: ``open_client()`` and ``TrioClient``.
 
-HTTP goes through ``_http.AsyncHTTP``, on trio streams here and asyncio streams
-there: keep-alive, timeouts, TLS verification and proxies are the same as the
-other runtimes', from the same code. The worker runs in a nursery::
+HTTP goes through ``_transport.AsyncHTTP``, on trio streams here and asyncio
+streams there: keep-alive, timeouts, TLS verification and proxies are the same
+as the other runtimes', from the same code. The worker runs in a nursery::
 
     async with open_client("WRITE_KEY") as analytics:
         analytics.track("user-1", "Signed Up")
@@ -12,118 +12,178 @@ or in a nursery the caller provides::
 
     client = TrioClient("WRITE_KEY")
     await nursery.start(client.run)
-    ...
+    client.track("user-1", "Signed Up")
     await client.shutdown()
+
+Nothing the client does cancels the host's tasks: whatever raises inside the
+worker or a request is logged and delivery goes on; only a cancellation from
+outside ends ``run``, and then what is pending is reported through
+``on_error``. A call made while ``run`` is not running returns
+``(False, msg)`` with a warning naming the fix.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from segment_core import EngineState
 
+from ._async_base import AFTER_A_BUG, AsyncClientBase
 from ._extras import missing_extra
+from ._options import args_doc
 
 try:
     import trio
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by test_extras
     raise ImportError(missing_extra("trio", "segment_runtimes.trio")) from exc
 
-from ._async_base import AsyncClientBase, Waiter
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import ClientOptions
 
 __all__ = ["TrioClient", "open_client"]
 
+_NOT_RUNNING = (
+    "TrioClient is not running, so nothing would send; the message was not queued. "
+    "Use `async with open_client(...) as client:`, or `await nursery.start(client.run)` before calling it"
+)
+_OTHER_THREAD = (
+    "TrioClient was called from another thread than the one its run() runs on; the message was not queued. "
+    "Call it from its own trio thread (or use threaded.Client from threads)"
+)
+_RUN_CANCELLED = "the nursery running the client was cancelled before shutdown() (use `async with open_client(...)`)"
+
+
+class _Wait:
+    """A flush or shutdown waiting for the engine's WaitSettled."""
+
+    __slots__ = ("delivered", "done")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.delivered = False
+
 
 class TrioClient(AsyncClientBase):
-    """A Segment client for trio. Keywords as ``threaded.Client`` but sync_mode and thread.
+    """A Segment client for trio: plain calls; ``await run()`` in a nursery drives delivery.
 
-    Calls never block; ``await run()`` in a nursery drives delivery.
+    ``max_in_flight`` (default 1) bounds concurrent requests.
     """
 
     _running = False
+    _thread: int | None = None
     _wake: trio.Event | None = None
     _stopped: trio.Event | None = None
 
-    def _ensure_worker(self) -> None:
-        return None  # the worker is ``run``, started by the caller's nursery
+    def _call_misuse(self) -> str | None:
+        if not self._running:
+            return _NOT_RUNNING
+        if threading.get_ident() != self._thread:
+            return _OTHER_THREAD
+        return None
 
     def _wake_worker(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
-    def _resolve(self, waiter: Waiter) -> None:
-        event: trio.Event = waiter.token
-        event.set()
+    def _worker_running(self) -> bool:
+        return self._running
+
+    def _resolve(self, primitive: _Wait, delivered: bool) -> None:
+        primitive.delivered = delivered
+        primitive.done.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver until shut down. Start it with ``await nursery.start(client.run)``."""
+        """Deliver until shut down. Start it with ``await nursery.start(client.run)``.
+
+        Raises:
+            RuntimeError: it is already running.
+        """
         if self._running:
             raise RuntimeError("TrioClient.run is already running")
         self._running = True
+        self._thread = threading.get_ident()
         self._stopped = trio.Event()
         engine = self._engine
         try:
             async with trio.open_nursery() as requests:
                 task_status.started()
                 while True:
-                    for request in self._step():
-                        requests.start_soon(self._exchange, request)
-                    if engine.state is EngineState.CLOSED:
-                        break
-                    deadline = engine.next_deadline()
-                    self._wake = wake = trio.Event()
-                    if deadline is None:  # the usual wait while a batch is in flight: no cancel scope to pay for
-                        await wake.wait()
-                        continue
-                    with trio.move_on_at(trio.current_time() + _until(deadline)):
-                        await wake.wait()
+                    try:
+                        for request in self._step():
+                            requests.start_soon(self._exchange, request)
+                        if engine.state is EngineState.CLOSED:
+                            break
+                        deadline = engine.next_deadline()
+                        self._wake = wake = trio.Event()
+                        if deadline is None:  # the usual wait while a batch is in flight: no cancel scope to pay for
+                            await wake.wait()
+                            continue
+                        with trio.move_on_at(trio.current_time() + _until(deadline)):
+                            await wake.wait()
+                    except trio.Cancelled:
+                        raise
+                    except Exception as exc:  # a bug of ours: never lose the worker, never fail the host's nursery
+                        self._reporter.bug("the worker", exc)
+                        await trio.sleep(AFTER_A_BUG)
                 requests.cancel_scope.cancel()
         finally:
+            self._running = False
             if engine.state is not EngineState.CLOSED:
-                self._abandon_now()  # cancelled from outside: report, never drop silently
+                self._abandon(_RUN_CANCELLED)  # cancelled from outside: report, never drop silently
             with trio.CancelScope(shield=True):
                 await self._close_http()
-            self._running = False
             self._stopped.set()
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is delivered or failed, or ``timeout`` passes.
+        """Wait until everything queued so far is delivered or failed, or ``timeout`` seconds pass.
 
         Returns:
             True if every message queued before the call was delivered.
         """
-        pending = self._flush_range()
-        if pending is None:
-            return True
-        event = trio.Event()
-        waiter = Waiter(pending[0], pending[1], event)
-        self._waiters.append(waiter)
+        wait = _Wait()
+        token = self._new_wait(wait)
+        self._engine.flush(now=time.monotonic(), waiter=token)
+        self._kick()
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            await event.wait()
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
-        return event.is_set() and not waiter.failed
+            await wait.done.wait()
+        if not wait.done.is_set():
+            self._forget_wait(token)
+            return False
+        return wait.delivered
 
     async def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop ``run``, within ``timeout`` seconds (default ``shutdown_timeout``).
 
-        Every message not delivered by then is reported through ``on_error`` once.
+        Every message not delivered by then is reported through ``on_error`` once
+        (or, with a spool, kept on disk for the next start).
 
         Returns:
             True if everything queued was delivered.
         """
-        failed_before = self._close_engine(timeout)
-        self._wake_worker()
+        timeout = self._settings.shutdown_timeout if timeout is None else timeout
+        wait = _Wait()
+        token = self._new_wait(wait)
+        now = time.monotonic()
+        self._engine.close(now=now, deadline=now + max(timeout, 0.0), waiter=token)
         if self._running:
+            self._wake_worker()
             assert self._stopped is not None
             await self._stopped.wait()
         elif self._engine.state is not EngineState.CLOSED:
             await self.run()  # never started: deliver inline, up to the deadline
-        return self._all_delivered_since(failed_before)
+        self._dispatch(self._engine.next_outputs())
+        self._reporter.throttle.flush()
+        return wait.done.is_set() and wait.delivered
+
+
+TrioClient.__doc__ = (TrioClient.__doc__ or "") + "\n" + args_doc()
 
 
 def _until(deadline: float) -> float:
@@ -132,11 +192,15 @@ def _until(deadline: float) -> float:
 
 
 @asynccontextmanager
-async def open_client(write_key: str | None = None, **options: Any) -> AsyncIterator[TrioClient]:
+async def open_client(write_key: str | None = None, **options: Unpack[ClientOptions]) -> AsyncIterator[TrioClient]:
     """A TrioClient whose worker runs in a nursery for the life of the block.
 
     Leaving the block (normally, by exception or by cancellation) shuts the
     client down within ``shutdown_timeout``.
+
+    Args:
+        write_key: the source's write key.
+        **options: the other settings, as ``TrioClient`` takes them.
     """
     client = TrioClient(write_key, **options)
     async with trio.open_nursery() as nursery:

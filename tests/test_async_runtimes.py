@@ -68,16 +68,26 @@ def test_asyncio_loop_ending_without_shutdown_reports_pending() -> None:
     assert len(errors.message_ids) == 1
 
 
-def test_asyncio_calls_before_a_loop_runs_are_delivered_later(collector: Collector) -> None:
+def test_asyncio_calls_outside_a_loop_are_refused_loudly(
+    collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing would ever send a message queued where no loop runs: the call says so, never True.
     client = AsyncClient(WRITE_KEY, host=collector.url)
-    ok, message = client.track("user", "Queued Outside A Loop")
-    assert ok
+    with caplog.at_level("WARNING", logger="segment"):
+        ok, message = client.track("user", "Outside A Loop")
+    assert ok is False
+    assert message["event"] == "Outside A Loop"
+    assert "outside a running event loop" in caplog.text
+    assert "async with AsyncClient(" in caplog.text
 
     async def main() -> None:
-        assert await client.shutdown(10)
+        async with client:
+            assert client.track("user", "Inside The Loop")[0]
+            assert await client.flush(10)
 
     asyncio.run(main())
-    assert collector.message_ids() == [message["messageId"]]
+    assert [m.json["properties"] for m in collector.messages()] == [{}]
+    assert [m.json["event"] for m in collector.messages()] == ["Inside The Loop"]
 
 
 def test_trio_cancelled_flush_loses_and_duplicates_nothing(collector: Collector) -> None:

@@ -45,10 +45,10 @@ def test_the_threaded_client_needs_no_extra() -> None:
 
 
 @pytest.mark.parametrize(
-    ("module", "extra"),
-    [("segment_runtimes.trio", "trio"), ("segment_runtimes.collector", "collector")],
+    ("module", "extra", "missing"),
+    [("segment_runtimes.trio", "trio", "trio"), ("segment_runtimes.collector", "collector", "h11")],
 )
-def test_an_optional_part_names_its_extra(module: str, extra: str) -> None:
-    result = run_without_extras(f"import {module}")
+def test_an_optional_part_names_its_extra(module: str, extra: str, missing: str) -> None:
+    result = run_without_extras(f"import {module}", blocked=f"import sys\nsys.modules[{missing!r}] = None\n")
     assert result.returncode != 0
     assert f"pip install 'segment-sansio[{extra}]'" in result.stderr

@@ -234,4 +234,3 @@ def test_redaction_removes_each_secret_and_bounds_the_detail() -> None:
     assert len(outcome.detail) == 200
     untouched = TransportFailure(kind=TransportFailureKind.RESET, detail="connection reset by peer (h:1)")
     assert redacted(untouched, [credentials]) is untouched
-

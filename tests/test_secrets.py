@@ -32,7 +32,7 @@ def test_core_values_hide_the_write_key_and_authorization() -> None:
     assert authorization == basic_authorization(WRITE_KEY)
     builder = BatchRequestBuilder(host="http://127.0.0.1:9", write_key=WRITE_KEY, gzip_body=False)
     client = Client(WRITE_KEY, send=False)
-    for value in (config, engine, request, builder, client, client._options):
+    for value in (config, engine, request, builder, client, client._settings):
         for text in renderings(value):
             assert WRITE_KEY not in text, text
             assert authorization not in text, text
