@@ -20,6 +20,9 @@ entropy reads. Time and randomness are arguments; I/O is the runtime's job
   ``RetriesExhausted``, ``RateLimitExceeded``, ``ShutdownDeadline``,
   ``QueueFull``, ``OAuthError``, ``ClientClosed``).
 
+- Which path runs: ``c_speedups_active`` (the C fast path, or pure Python
+  where it is not built or ``SEGMENT_SANSIO_PURE=1`` turned it off).
+
 Public modules: ``segment_core.limits`` (wire limits and defaults, each with
 its source) and ``segment_core.testing`` (the deterministic simulator).
 """
@@ -57,6 +60,7 @@ from ._events import (
 )
 from ._message_builder import BuiltMessage, build_message, message_ids
 from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
+from ._native import c_speedups_active
 from ._version import __version__
 
 __all__ = [
@@ -101,5 +105,6 @@ __all__ = [
     "WaitSettled",
     "__version__",
     "build_message",
+    "c_speedups_active",
     "message_ids",
 ]

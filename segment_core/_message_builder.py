@@ -32,6 +32,7 @@ import msgspec
 
 from ._errors import MessageTooLarge, ValidationError
 from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
+from ._native import speedups
 from ._value_cleaning import MAX_DEPTH, clean_dict, scrub
 from .limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 
@@ -160,22 +161,19 @@ build_plain_track: Callable[..., Any] | None
 message_id_from_bits: Callable[[int], str]
 message_ids: Callable[[Callable[[int], bytes]], Callable[[], str]]
 format_timestamp: Callable[[float], str]
-try:
-    from ._speedups import NOT_PLAIN as _NOT_PLAIN
-    from ._speedups import build_track as build_plain_track
-    from ._speedups import configure as _configure_speedups
-    from ._speedups import message_ids
-    from ._speedups import timestamp_text as format_timestamp
-    from ._speedups import uuid4_text as message_id_from_bits
-except ImportError:  # built without a C compiler: the Python code does every call
+if speedups is None:  # no C extension, or SEGMENT_SANSIO_PURE: the Python code does every call
     build_plain_track = None
     NOT_PLAIN = object()
     message_id_from_bits = _message_id_from_bits
     message_ids = _message_ids
     format_timestamp = _format_timestamp
 else:
-    NOT_PLAIN = _NOT_PLAIN
-    _configure_speedups(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp)
+    build_plain_track = speedups.build_track
+    NOT_PLAIN = speedups.NOT_PLAIN
+    message_id_from_bits = speedups.uuid4_text
+    message_ids = speedups.message_ids
+    format_timestamp = speedups.timestamp_text
+    speedups.configure(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp)
 
 
 def _format_datetime(dt: datetime, wall: float) -> str:

@@ -17,6 +17,8 @@ from collections import deque
 from itertools import repeat
 from typing import Any, Generic, TypeVar, cast
 
+from ._native import speedups
+
 __all__ = ["Intake", "PyIntake"]
 
 Signal = TypeVar("Signal")
@@ -157,10 +159,5 @@ class PyIntake(Generic[Signal]):
         return taken
 
 
-Intake: type[PyIntake[Any]]
-try:
-    from ._speedups import Intake as _CIntake
-except ImportError:  # built without a C compiler
-    Intake = PyIntake
-else:
-    Intake = cast("type[PyIntake[Any]]", _CIntake)  # the same interface (see _speedups.pyi)
+# The C twin where the extension is active (see _native.py): the same interface (see _speedups.pyi).
+Intake: type[PyIntake[Any]] = PyIntake if speedups is None else cast("type[PyIntake[Any]]", speedups.Intake)

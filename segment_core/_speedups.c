@@ -37,32 +37,52 @@
  * which can at least be interrupted. A message holds far fewer: it is <= 32 KB. */
 #define PLAIN_MAX_CONTAINERS 100000
 
-static PyObject *NotPlain;
+/* What the module keeps between calls: its own state (PEP 489 multi-phase init, m_size > 0), so each
+ * module object, in each interpreter, has its own. Functions get it from their module argument, methods
+ * of its types from their type (PyType_GetModuleState). */
+typedef struct {
+    PyObject *not_plain;           /* NOT_PLAIN: a unique object no cleaned value can be mistaken for */
+    PyTypeObject *message_ids_type;
+    PyTypeObject *intake_type;
+    /* Set by configure() from _message_builder.py. */
+    PyObject *encode_into;         /* the encode_into method of the builder's msgspec.json.Encoder */
+    PyObject *encode_buffer;       /* a bytearray encode_into reuses: no buffer grown from scratch per call */
+    PyObject *built_type;          /* _message_builder.BuiltMessage */
+    PyObject *library_name, *library_version;
+    Py_ssize_t max_message_bytes;
+    PyObject *python_timestamp;    /* _message_builder._format_timestamp: the rules, and every hard case */
+    long long cached_second;
+    PyObject *cached_second_text;  /* "2026-11-23T13:08:42" for cached_second */
+    /* Made once. Keys of the message and library dicts too: a key made from a C string on every call
+     * would be allocated, decoded and hashed again each time. */
+    PyObject *track_type;          /* "track" */
+    PyObject *built_kwnames;       /* ("message", "data", "dropped") */
+    PyObject *empty_tuple;
+    PyObject *sixty_four;
+    PyObject *key_type, *key_event, *key_properties, *key_message_id, *key_timestamp, *key_user_id;
+    PyObject *key_anonymous_id, *key_context, *key_integrations, *key_library, *key_name, *key_version;
+} SpeedupsState;
 
-/* Set once by configure() from _build.py. */
-static PyObject *EncodeInto;   /* the encode_into method of _build's msgspec.json.Encoder */
-static PyObject *EncodeBuffer; /* a bytearray encode_into reuses: no buffer grown from scratch per call */
-static PyObject *TrackType;    /* "track" */
-static PyObject *BuiltType;    /* _build.BuiltMessage */
-static PyObject *LibraryName, *LibraryVersion;
-static Py_ssize_t MaxMessageBytes;
-static PyObject *BuiltKwnames; /* ("message", "data", "dropped") */
-static PyObject *EmptyTuple;
-static PyObject *SixtyFour;
-static PyObject *PythonTimestamp;       /* _build._format_timestamp: the rules, and every hard case */
-static long long CachedSecond;
-static PyObject *CachedSecondText;      /* "2026-11-23T13:08:42" for CachedSecond */
-/* Keys of the message and library dicts, made once: a key made from a C string on every call
- * would be allocated, decoded and hashed again each time. */
-static PyObject *KeyType, *KeyEvent, *KeyProperties, *KeyMessageId, *KeyTimestamp, *KeyUserId;
-static PyObject *KeyAnonymousId, *KeyContext, *KeyIntegrations, *KeyLibrary, *KeyName, *KeyVersion;
+/* Every PyObject * of the state, for traverse and clear. */
+#define STATE_OBJECTS(X)                                                                                   \
+    X(not_plain) X(message_ids_type) X(intake_type) X(encode_into) X(encode_buffer) X(built_type)          \
+    X(library_name) X(library_version) X(python_timestamp) X(cached_second_text) X(track_type)             \
+    X(built_kwnames) X(empty_tuple) X(sixty_four) X(key_type) X(key_event) X(key_properties)               \
+    X(key_message_id) X(key_timestamp) X(key_user_id) X(key_anonymous_id) X(key_context)                   \
+    X(key_integrations) X(key_library) X(key_name) X(key_version)
 
-static PyObject *clean_value(PyObject *value, int depth, Py_ssize_t *budget);
+static inline SpeedupsState *
+module_state(PyObject *module)
+{
+    return (SpeedupsState *)PyModule_GetState(module);
+}
+
+static PyObject *clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget);
 
 static PyObject *
-not_plain(void)
+not_plain(SpeedupsState *state)
 {
-    return Py_NewRef(NotPlain);
+    return Py_NewRef(state->not_plain);
 }
 
 /* A value the cleaner keeps unchanged: exact str, int, bool, None, or a finite float. */
@@ -88,7 +108,7 @@ put_digits(char *end, int value, int width)
 /* datetime.isoformat() of a naive or UTC datetime (other zones are not plain), or date.isoformat().
  * Written digit by digit: snprintf cost a tenth of a whole call. */
 static PyObject *
-format_datetime(PyObject *dt)
+format_datetime(SpeedupsState *state, PyObject *dt)
 {
     const char *offset = "";
     if (PyDateTime_Check(dt)) {
@@ -97,7 +117,7 @@ format_datetime(PyObject *dt)
             offset = "+00:00";
         }
         else if (tz != Py_None) {
-            return not_plain();
+            return not_plain(state);
         }
     }
     char text[40]; /* 2026-11-23T13:08:42.123456+00:00 is 32 */
@@ -128,10 +148,10 @@ format_datetime(PyObject *dt)
 
 /* A copy of the dict with every value cleaned; NOT_PLAIN if a key is not an exact str. */
 static PyObject *
-clean_dict(PyObject *dict, int depth, Py_ssize_t *budget)
+clean_dict(SpeedupsState *state, PyObject *dict, int depth, Py_ssize_t *budget)
 {
     if (depth >= PLAIN_MAX_DEPTH || --*budget < 0) {
-        return not_plain();
+        return not_plain(state);
     }
     /* Copy in one go, then replace the values that change: most don't. */
     PyObject *out = PyDict_Copy(dict);
@@ -143,13 +163,13 @@ clean_dict(PyObject *dict, int depth, Py_ssize_t *budget)
     while (PyDict_Next(out, &pos, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
             Py_DECREF(out);
-            return not_plain();
+            return not_plain(state);
         }
         if (kept_as_is(value)) {
             continue;
         }
-        PyObject *cleaned = clean_value(value, depth + 1, budget);
-        if (cleaned == NULL || cleaned == NotPlain) {
+        PyObject *cleaned = clean_value(state, value, depth + 1, budget);
+        if (cleaned == NULL || cleaned == state->not_plain) {
             Py_DECREF(out);
             return cleaned;
         }
@@ -168,10 +188,10 @@ clean_dict(PyObject *dict, int depth, Py_ssize_t *budget)
 
 /* A list of the cleaned items of a list, tuple, set or frozenset (in iteration order). */
 static PyObject *
-clean_sequence(PyObject *seq, int depth, Py_ssize_t *budget)
+clean_sequence(SpeedupsState *state, PyObject *seq, int depth, Py_ssize_t *budget)
 {
     if (depth >= PLAIN_MAX_DEPTH || --*budget < 0) {
-        return not_plain();
+        return not_plain(state);
     }
     /* A list or tuple comes back as itself (a tuple) or a copy; a set as a new list. */
     PyObject *items = PySequence_List(seq);
@@ -184,8 +204,8 @@ clean_sequence(PyObject *seq, int depth, Py_ssize_t *budget)
         if (kept_as_is(value)) {
             continue;
         }
-        PyObject *cleaned = clean_value(value, depth + 1, budget);
-        if (cleaned == NULL || cleaned == NotPlain) {
+        PyObject *cleaned = clean_value(state, value, depth + 1, budget);
+        if (cleaned == NULL || cleaned == state->not_plain) {
             Py_DECREF(items);
             return cleaned;
         }
@@ -196,7 +216,7 @@ clean_sequence(PyObject *seq, int depth, Py_ssize_t *budget)
 }
 
 static PyObject *
-clean_value(PyObject *value, int depth, Py_ssize_t *budget)
+clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget)
 {
     if (kept_as_is(value)) {
         return Py_NewRef(value);
@@ -207,35 +227,41 @@ clean_value(PyObject *value, int depth, Py_ssize_t *budget)
         return Py_NewRef(Py_None);
     }
     if (type == &PyDict_Type) {
-        return clean_dict(value, depth, budget);
+        return clean_dict(state, value, depth, budget);
     }
     if (type == &PyList_Type || type == &PyTuple_Type || type == &PySet_Type || type == &PyFrozenSet_Type) {
-        return clean_sequence(value, depth, budget);
+        return clean_sequence(state, value, depth, budget);
     }
     if (PyDateTime_CheckExact(value) || PyDate_CheckExact(value)) {
-        return format_datetime(value);
+        return format_datetime(state, value);
     }
-    return not_plain();
+    return not_plain(state);
 }
 
 static PyObject *
-clean_plain(PyObject *Py_UNUSED(module), PyObject *value)
+clean_plain_dict(SpeedupsState *state, PyObject *value)
 {
     if (!PyDict_CheckExact(value)) {
-        return not_plain();
+        return not_plain(state);
     }
     Py_ssize_t budget = PLAIN_MAX_CONTAINERS;
-    return clean_dict(value, 0, &budget);
+    return clean_dict(state, value, 0, &budget);
+}
+
+static PyObject *
+clean_plain(PyObject *module, PyObject *value)
+{
+    return clean_plain_dict(module_state(module), value);
 }
 
 /* A cleaned copy of an optional dict argument: {} for None, NOT_PLAIN for anything but a plain dict. */
 static PyObject *
-plain_dict_argument(PyObject *value)
+plain_dict_argument(SpeedupsState *state, PyObject *value)
 {
     if (value == Py_None) {
         return PyDict_New();
     }
-    return clean_plain(NULL, value);
+    return clean_plain_dict(state, value);
 }
 
 /* An id the builder takes as it is: a non-empty exact str. */
@@ -258,11 +284,12 @@ set_item(PyObject *dict, PyObject *key, PyObject *value)
 }
 
 static PyObject *
-library_dict(void)
+library_dict(SpeedupsState *state)
 {
     PyObject *library = PyDict_New();
     if (library != NULL
-        && (PyDict_SetItem(library, KeyName, LibraryName) || PyDict_SetItem(library, KeyVersion, LibraryVersion))) {
+        && (PyDict_SetItem(library, state->key_name, state->library_name)
+            || PyDict_SetItem(library, state->key_version, state->library_version))) {
         Py_CLEAR(library);
     }
     return library;
@@ -273,9 +300,9 @@ library_dict(void)
  * microseconds rounded half to even (nearbyint), then truncated to milliseconds. Anything else,
  * and each new second, goes to the Python function. */
 static PyObject *
-timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
+state_timestamp_text(SpeedupsState *state, PyObject *wall_object)
 {
-    if (PythonTimestamp == NULL) {
+    if (state->python_timestamp == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "timestamp_text: configure() was not called");
         return NULL;
     }
@@ -285,7 +312,7 @@ timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
     }
     /* 0001-01-01 and 9999-12-31T23:59:59 in epoch seconds: outside them Python raises. */
     if (!(wall >= -62135596800.0 && wall < 253402300799.0)) {
-        return PyObject_CallOneArg(PythonTimestamp, wall_object);
+        return PyObject_CallOneArg(state->python_timestamp, wall_object);
     }
     double second_floor = floor(wall);
     long long second = (long long)second_floor;
@@ -294,8 +321,8 @@ timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
         second += 1;
         us -= 1000000;
     }
-    if (CachedSecondText == NULL || second != CachedSecond) {
-        PyObject *text = PyObject_CallOneArg(PythonTimestamp, wall_object);
+    if (state->cached_second_text == NULL || second != state->cached_second) {
+        PyObject *text = PyObject_CallOneArg(state->python_timestamp, wall_object);
         if (text == NULL) {
             return NULL;
         }
@@ -305,17 +332,17 @@ timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
             Py_DECREF(text);
             return NULL;
         }
-        Py_XSETREF(CachedSecondText, prefix);
-        CachedSecond = second;
+        Py_XSETREF(state->cached_second_text, prefix);
+        state->cached_second = second;
         return text;
     }
-    Py_ssize_t length = PyUnicode_GET_LENGTH(CachedSecondText);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(state->cached_second_text);
     PyObject *text = PyUnicode_New(length + 10, 127);
     if (text == NULL) {
         return NULL;
     }
     char *out = (char *)PyUnicode_1BYTE_DATA(text);
-    memcpy(out, PyUnicode_1BYTE_DATA(CachedSecondText), (size_t)length);
+    memcpy(out, PyUnicode_1BYTE_DATA(state->cached_second_text), (size_t)length);
     out += length;
     *out++ = '.';
     put_digits(out + 3, (int)(us / 1000), 3);
@@ -324,13 +351,20 @@ timestamp_text(PyObject *Py_UNUSED(module), PyObject *wall_object)
 }
 
 static PyObject *
-build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+timestamp_text(PyObject *module, PyObject *wall_object)
 {
+    return state_timestamp_text(module_state(module), wall_object);
+}
+
+static PyObject *
+build_track(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    SpeedupsState *state = module_state(module);
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "build_track takes 9 arguments");
         return NULL;
     }
-    if (EncodeInto == NULL) {
+    if (state->encode_into == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "build_track: configure() was not called");
         return NULL;
     }
@@ -341,11 +375,11 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if ((has_user && !plain_id(user_id)) || (has_anonymous && !plain_id(anonymous_id))
         || !(has_user || has_anonymous) || !PyUnicode_CheckExact(event)
         || (message_id != Py_None && !plain_id(message_id))) {
-        return not_plain();
+        return not_plain(state);
     }
     PyObject *msg = NULL, *props = NULL, *ctx = NULL, *integ = NULL, *id = NULL, *encoded = NULL, *data = NULL;
     PyObject *result = NULL;
-    PyObject *timestamp = timestamp_text(NULL, wall);
+    PyObject *timestamp = state_timestamp_text(state, wall);
     if (timestamp == NULL) {
         return NULL;
     }
@@ -353,15 +387,15 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     PyObject *given[3] = {properties, context, integrations};
     PyObject **cleaned[3] = {&props, &ctx, &integ};
     for (int i = 0; i < 3; i++) {
-        PyObject *value = plain_dict_argument(given[i]);
-        if (value == NULL || value == NotPlain) {
+        PyObject *value = plain_dict_argument(state, given[i]);
+        if (value == NULL || value == state->not_plain) {
             result = value;
             goto done;
         }
         *cleaned[i] = value;
     }
     /* A fresh library dict each time: the caller may mutate the returned message. */
-    if (set_item(ctx, KeyLibrary, library_dict())) {
+    if (set_item(ctx, state->key_library, library_dict(state))) {
         goto done;
     }
     id = message_id == Py_None ? PyObject_CallNoArgs(new_message_id) : Py_NewRef(message_id);
@@ -370,35 +404,39 @@ build_track(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         goto done;
     }
     /* The key order of build_message, so the JSON is byte for byte the same. */
-    if (set_item(msg, KeyType, Py_NewRef(TrackType)) || set_item(msg, KeyEvent, Py_NewRef(event))
-        || set_item(msg, KeyProperties, Py_NewRef(props)) || set_item(msg, KeyMessageId, Py_NewRef(id))
-        || set_item(msg, KeyTimestamp, Py_NewRef(timestamp))
-        || (has_user && set_item(msg, KeyUserId, Py_NewRef(user_id)))
-        || (has_anonymous && set_item(msg, KeyAnonymousId, Py_NewRef(anonymous_id)))
-        || set_item(msg, KeyContext, Py_NewRef(ctx)) || set_item(msg, KeyIntegrations, Py_NewRef(integ))) {
+    if (set_item(msg, state->key_type, Py_NewRef(state->track_type))
+        || set_item(msg, state->key_event, Py_NewRef(event))
+        || set_item(msg, state->key_properties, Py_NewRef(props))
+        || set_item(msg, state->key_message_id, Py_NewRef(id))
+        || set_item(msg, state->key_timestamp, Py_NewRef(timestamp))
+        || (has_user && set_item(msg, state->key_user_id, Py_NewRef(user_id)))
+        || (has_anonymous && set_item(msg, state->key_anonymous_id, Py_NewRef(anonymous_id)))
+        || set_item(msg, state->key_context, Py_NewRef(ctx))
+        || set_item(msg, state->key_integrations, Py_NewRef(integ))) {
         goto done;
     }
     /* Encoded into one reused bytearray (the GIL is held from here to the copy, and plain values
      * run no Python code), then copied to exact-size bytes: what a queued message holds. */
-    PyObject *encode_args[2] = {msg, EncodeBuffer};
-    encoded = PyObject_Vectorcall(EncodeInto, encode_args, 2, NULL);
+    PyObject *encode_args[2] = {msg, state->encode_buffer};
+    encoded = PyObject_Vectorcall(state->encode_into, encode_args, 2, NULL);
     if (encoded == NULL) {
         if (PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear(); /* lone surrogates, an int too long to print: the builder scrubs or refuses */
-            result = not_plain();
+            result = not_plain(state);
         }
         goto done;
     }
-    if (PyByteArray_GET_SIZE(EncodeBuffer) > MaxMessageBytes) {
-        result = not_plain(); /* the builder raises MessageTooLarge */
+    Py_ssize_t size = PyByteArray_GET_SIZE(state->encode_buffer);
+    if (size > state->max_message_bytes) {
+        result = not_plain(state); /* the builder raises MessageTooLarge */
         goto done;
     }
-    data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(EncodeBuffer), PyByteArray_GET_SIZE(EncodeBuffer));
+    data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(state->encode_buffer), size);
     if (data == NULL) {
         goto done;
     }
-    PyObject *values[3] = {msg, data, EmptyTuple};
-    result = PyObject_Vectorcall(BuiltType, values, 0, BuiltKwnames);
+    PyObject *values[3] = {msg, data, state->empty_tuple};
+    result = PyObject_Vectorcall(state->built_type, values, 0, state->built_kwnames);
 done:
     Py_DECREF(timestamp);
     Py_XDECREF(id);
@@ -411,15 +449,14 @@ done:
     return result;
 }
 
-/* Two lower-case hex digits per byte value: a UUID is written a byte, not a digit, at a time. */
-static char HexPairs[256][2];
-
-/* Writes the low `bytes` bytes of word at `at` as 2 * bytes hex digits, most significant first. */
+/* Writes the low `bytes` bytes of word at `at` as 2 * bytes lower-case hex digits, most significant first. */
 static inline void
 put_hex_word(char *at, unsigned long long word, int bytes)
 {
+    static const char hex[] = "0123456789abcdef";
     for (int i = bytes - 1; i >= 0; i--) {
-        memcpy(at + 2 * i, HexPairs[word & 0xFF], 2);
+        at[2 * i] = hex[(word >> 4) & 0xF];
+        at[2 * i + 1] = hex[word & 0xF];
         word >>= 8;
     }
 }
@@ -452,13 +489,13 @@ uuid4_from_words(unsigned long long high, unsigned long long low)
  * 32 hex digits with dashes. For the messageId of every call; Python's int and str steps cost
  * about a fifth of a whole track call. */
 static PyObject *
-uuid4_text(PyObject *Py_UNUSED(module), PyObject *bits)
+uuid4_text(PyObject *module, PyObject *bits)
 {
     if (!PyLong_Check(bits)) {
         PyErr_SetString(PyExc_TypeError, "uuid4_text takes an int");
         return NULL;
     }
-    PyObject *high_bits = PyNumber_Rshift(bits, SixtyFour);
+    PyObject *high_bits = PyNumber_Rshift(bits, module_state(module)->sixty_four);
     if (high_bits == NULL) {
         return NULL;
     }
@@ -489,8 +526,6 @@ typedef struct {
     vectorcallfunc vectorcall;
 } MessageIds;
 
-static PyObject *BytesPerDraw;
-
 static unsigned long long
 big_endian_word(const unsigned char *at)
 {
@@ -514,7 +549,12 @@ message_ids_next(PyObject *self, PyObject *const *Py_UNUSED(args), size_t nargsf
             PyErr_SetString(PyExc_RuntimeError, "this message id source was cleared");
             return NULL;
         }
-        PyObject *drawn = PyObject_CallOneArg(source->random_bytes, BytesPerDraw);
+        PyObject *per_draw = PyLong_FromLong(ID_BYTES_PER_DRAW); /* once per 256 ids */
+        if (per_draw == NULL) {
+            return NULL;
+        }
+        PyObject *drawn = PyObject_CallOneArg(source->random_bytes, per_draw);
+        Py_DECREF(per_draw);
         if (drawn == NULL) {
             return NULL;
         }
@@ -534,6 +574,7 @@ message_ids_next(PyObject *self, PyObject *const *Py_UNUSED(args), size_t nargsf
 static int
 message_ids_traverse(PyObject *self, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(self)); /* a heap type: its instances keep it alive */
     Py_VISIT(((MessageIds *)self)->random_bytes);
     return 0;
 }
@@ -548,10 +589,12 @@ message_ids_clear(PyObject *self)
 static void
 message_ids_dealloc(PyObject *self)
 {
+    PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     message_ids_clear(self);
     Py_CLEAR(((MessageIds *)self)->drawn);
     PyObject_GC_Del(self);
+    Py_DECREF(type);
 }
 
 static PyObject *
@@ -560,28 +603,38 @@ message_ids_repr(PyObject *Py_UNUSED(self))
     return PyUnicode_FromString("<message id source>");
 }
 
-static PyTypeObject MessageIdsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "segment_core._speedups.MessageIds",
-    .tp_basicsize = sizeof(MessageIds),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_vectorcall_offset = offsetof(MessageIds, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_traverse = message_ids_traverse,
-    .tp_clear = message_ids_clear,
-    .tp_dealloc = message_ids_dealloc,
-    .tp_repr = message_ids_repr,
-    .tp_doc = "A UUID4 text per call, from random bytes drawn 4096 at a time.",
+static PyMemberDef message_ids_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(MessageIds, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot message_ids_slots[] = {
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, message_ids_traverse},
+    {Py_tp_clear, message_ids_clear},
+    {Py_tp_dealloc, message_ids_dealloc},
+    {Py_tp_repr, message_ids_repr},
+    {Py_tp_members, message_ids_members},
+    {Py_tp_doc, (void *)"A UUID4 text per call, from random bytes drawn 4096 at a time."},
+    {0, NULL},
+};
+
+static PyType_Spec message_ids_spec = {
+    .name = "segment_core._speedups.MessageIds",
+    .basicsize = sizeof(MessageIds),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = message_ids_slots,
 };
 
 static PyObject *
-message_ids(PyObject *Py_UNUSED(module), PyObject *random_bytes)
+message_ids(PyObject *module, PyObject *random_bytes)
 {
     if (!PyCallable_Check(random_bytes)) {
         PyErr_SetString(PyExc_TypeError, "message_ids takes a callable like os.urandom");
         return NULL;
     }
-    MessageIds *source = PyObject_GC_New(MessageIds, &MessageIdsType);
+    MessageIds *source = PyObject_GC_New(MessageIds, module_state(module)->message_ids_type);
     if (source == NULL) {
         return NULL;
     }
@@ -876,6 +929,7 @@ static int
 intake_traverse(PyObject *op, visitproc visit, void *arg)
 {
     Intake *self = (Intake *)op;
+    Py_VISIT(Py_TYPE(op)); /* a heap type: its instances keep it alive */
     Py_VISIT(self->messages);
     Py_VISIT(self->wake);
     Py_VISIT(self->quiet);
@@ -895,11 +949,13 @@ static void
 intake_dealloc(PyObject *op)
 {
     Intake *self = (Intake *)op;
+    PyTypeObject *type = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     intake_clear(op);
     Py_CLEAR(self->messages);
     PyMem_Free(self->full);
-    Py_TYPE(op)->tp_free(op);
+    type->tp_free(op);
+    Py_DECREF(type);
 }
 
 static PyObject *
@@ -940,32 +996,37 @@ static PyGetSetDef intake_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject IntakeType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "segment_core._speedups.Intake",
-    .tp_basicsize = sizeof(Intake),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = intake_new,
-    .tp_traverse = intake_traverse,
-    .tp_clear = intake_clear,
-    .tp_dealloc = intake_dealloc,
-    .tp_repr = intake_repr,
-    .tp_methods = intake_methods,
-    .tp_members = intake_members,
-    .tp_getset = intake_getset,
-    .tp_doc = "The engine's queue of encoded messages and its batch boundaries (see _intake.PyIntake).",
+static PyType_Slot intake_slots[] = {
+    {Py_tp_new, intake_new},
+    {Py_tp_traverse, intake_traverse},
+    {Py_tp_clear, intake_clear},
+    {Py_tp_dealloc, intake_dealloc},
+    {Py_tp_repr, intake_repr},
+    {Py_tp_methods, intake_methods},
+    {Py_tp_members, intake_members},
+    {Py_tp_getset, intake_getset},
+    {Py_tp_doc, (void *)"The engine's queue of encoded messages and its batch boundaries "
+                        "(see _message_queue.PyIntake)."},
+    {0, NULL},
+};
+
+static PyType_Spec intake_spec = {
+    .name = "segment_core._speedups.Intake",
+    .basicsize = sizeof(Intake),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = intake_slots,
 };
 
 static PyObject *
-configure(PyObject *Py_UNUSED(module), PyObject *args)
+configure(PyObject *module, PyObject *args)
 {
+    SpeedupsState *state = module_state(module);
     PyObject *encoder, *built_type, *name, *version, *python_timestamp;
     Py_ssize_t max_bytes;
     if (!PyArg_ParseTuple(args, "OOUUnO:configure", &encoder, &built_type, &name, &version, &max_bytes,
                           &python_timestamp)) {
         return NULL;
     }
-    Py_XSETREF(PythonTimestamp, Py_NewRef(python_timestamp));
     PyObject *encode_into = PyObject_GetAttrString(encoder, "encode_into");
     PyObject *buffer = PyByteArray_FromStringAndSize(NULL, 0);
     if (encode_into == NULL || buffer == NULL) {
@@ -973,12 +1034,14 @@ configure(PyObject *Py_UNUSED(module), PyObject *args)
         Py_XDECREF(buffer);
         return NULL;
     }
-    Py_XSETREF(EncodeInto, encode_into);
-    Py_XSETREF(EncodeBuffer, buffer);
-    Py_XSETREF(BuiltType, Py_NewRef(built_type));
-    Py_XSETREF(LibraryName, Py_NewRef(name));
-    Py_XSETREF(LibraryVersion, Py_NewRef(version));
-    MaxMessageBytes = max_bytes;
+    Py_XSETREF(state->python_timestamp, Py_NewRef(python_timestamp));
+    Py_CLEAR(state->cached_second_text);
+    Py_XSETREF(state->encode_into, encode_into);
+    Py_XSETREF(state->encode_buffer, buffer);
+    Py_XSETREF(state->built_type, Py_NewRef(built_type));
+    Py_XSETREF(state->library_name, Py_NewRef(name));
+    Py_XSETREF(state->library_version, Py_NewRef(version));
+    state->max_message_bytes = max_bytes;
     Py_RETURN_NONE;
 }
 
@@ -1005,63 +1068,95 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "segment_core._speedups",
-    .m_doc = "The cleaner's common case in C (see _clean.py for the rules).",
-    .m_size = -1,
-    .m_methods = speedups_methods,
-};
-
-PyMODINIT_FUNC
-PyInit__speedups(void)
+static int
+speedups_exec(PyObject *module)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 256; i++) {
-        HexPairs[i][0] = hex[i >> 4];
-        HexPairs[i][1] = hex[i & 0xF];
-    }
-    PyDateTime_IMPORT;
+    SpeedupsState *state = module_state(module);
+    PyDateTime_IMPORT; /* the datetime C API: a capsule of the datetime module, shared by the process */
     if (PyDateTimeAPI == NULL) {
-        return NULL;
-    }
-    PyObject *module = PyModule_Create(&speedups_module);
-    if (module == NULL) {
-        return NULL;
+        return -1;
     }
     /* A unique object, so that no cleaned value can be mistaken for it. */
-    NotPlain = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
-    BuiltKwnames = Py_BuildValue("(sss)", "message", "data", "dropped");
-    EmptyTuple = PyTuple_New(0);
-    TrackType = PyUnicode_InternFromString("track");
-    SixtyFour = PyLong_FromLong(64);
-    BytesPerDraw = PyLong_FromLong(ID_BYTES_PER_DRAW);
-    if (PyType_Ready(&MessageIdsType) < 0 || PyType_Ready(&IntakeType) < 0
-        || PyModule_AddObjectRef(module, "Intake", (PyObject *)&IntakeType) < 0) {
-        Py_DECREF(module);
-        return NULL;
+    state->not_plain = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    state->built_kwnames = Py_BuildValue("(sss)", "message", "data", "dropped");
+    state->empty_tuple = PyTuple_New(0);
+    state->track_type = PyUnicode_InternFromString("track");
+    state->sixty_four = PyLong_FromLong(64);
+    state->message_ids_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &message_ids_spec, NULL);
+    state->intake_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &intake_spec, NULL);
+    if (state->not_plain == NULL || state->built_kwnames == NULL || state->empty_tuple == NULL
+        || state->track_type == NULL || state->sixty_four == NULL || state->message_ids_type == NULL
+        || state->intake_type == NULL) {
+        return -1;
     }
     struct {
         PyObject **slot;
         const char *text;
     } keys[] = {
-        {&KeyType, "type"}, {&KeyEvent, "event"}, {&KeyProperties, "properties"}, {&KeyMessageId, "messageId"},
-        {&KeyTimestamp, "timestamp"}, {&KeyUserId, "userId"}, {&KeyAnonymousId, "anonymousId"},
-        {&KeyContext, "context"}, {&KeyIntegrations, "integrations"}, {&KeyLibrary, "library"},
-        {&KeyName, "name"}, {&KeyVersion, "version"},
+        {&state->key_type, "type"}, {&state->key_event, "event"}, {&state->key_properties, "properties"},
+        {&state->key_message_id, "messageId"}, {&state->key_timestamp, "timestamp"},
+        {&state->key_user_id, "userId"}, {&state->key_anonymous_id, "anonymousId"},
+        {&state->key_context, "context"}, {&state->key_integrations, "integrations"},
+        {&state->key_library, "library"}, {&state->key_name, "name"}, {&state->key_version, "version"},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         *keys[i].slot = PyUnicode_InternFromString(keys[i].text);
         if (*keys[i].slot == NULL) {
-            Py_DECREF(module);
-            return NULL;
+            return -1;
         }
     }
-    if (NotPlain == NULL || BuiltKwnames == NULL || EmptyTuple == NULL || TrackType == NULL || SixtyFour == NULL
-        || BytesPerDraw == NULL
-        || PyModule_AddObjectRef(module, "NOT_PLAIN", NotPlain) < 0) {
-        Py_DECREF(module);
-        return NULL;
+    if (PyModule_AddObjectRef(module, "Intake", (PyObject *)state->intake_type) < 0
+        || PyModule_AddObjectRef(module, "NOT_PLAIN", state->not_plain) < 0) {
+        return -1;
     }
-    return module;
+    return 0;
+}
+
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    SpeedupsState *state = module_state(module);
+#define VISIT_FIELD(field) Py_VISIT(state->field);
+    STATE_OBJECTS(VISIT_FIELD)
+#undef VISIT_FIELD
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    SpeedupsState *state = module_state(module);
+#define CLEAR_FIELD(field) Py_CLEAR(state->field);
+    STATE_OBJECTS(CLEAR_FIELD)
+#undef CLEAR_FIELD
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, speedups_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "segment_core._speedups",
+    .m_doc = "The caller's hot path in C (see _value_cleaning.py and _message_builder.py for the rules).",
+    .m_size = sizeof(SpeedupsState),
+    .m_methods = speedups_methods,
+    .m_slots = speedups_slots,
+    .m_traverse = speedups_traverse,
+    .m_clear = speedups_clear,
+    .m_free = speedups_free,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
 }

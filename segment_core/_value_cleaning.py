@@ -51,13 +51,16 @@ from uuid import UUID
 
 import msgspec
 
+from ._native import speedups
+
 _clean_plain: Callable[[object], Any] | None
-try:
-    from ._speedups import NOT_PLAIN as _NOT_PLAIN
-    from ._speedups import clean_plain as _clean_plain
-except ImportError:  # built without a C compiler: the Python path gives the same results
+_NOT_PLAIN: object
+if speedups is None:  # no C extension, or SEGMENT_SANSIO_PURE: the Python path gives the same results
     _clean_plain = None
     _NOT_PLAIN = object()
+else:
+    _clean_plain = speedups.clean_plain
+    _NOT_PLAIN = speedups.NOT_PLAIN
 
 __all__ = [
     "MAX_DEPTH",

@@ -2,9 +2,13 @@
 
 Every module of the package is parsed with ``ast`` (nothing is imported or
 run) and checked for imports of I/O, concurrency, clock and entropy modules and
-for calls that read the clock or the OS's entropy. ``segment_core.testing`` may
-import ``random``, and only to build a seeded ``random.Random``. The checker is
-itself tested on snippets, so a rule that stopped matching would be noticed.
+for calls that read the clock or the OS's entropy. Two narrow allowances:
+``segment_core.testing`` may import ``random``, and only to build a seeded
+``random.Random``; ``segment_core/_native.py`` may read the
+one environment variable ``SEGMENT_SANSIO_PURE`` that turns the C path off
+(``os.environ.get`` of that name, once), and is the only module that imports
+the C extension. The checker is itself tested on snippets, so a rule that
+stopped matching would be noticed.
 """
 
 from __future__ import annotations
@@ -42,13 +46,42 @@ FORBIDDEN_MODULES = frozenset(
 CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
 CLOCK_OWNERS = frozenset({"datetime", "date"})
 UUID_CLOCK_OR_ENTROPY = frozenset({"uuid1", "uuid4"})
+# The one environment read (in _native.py only): which variable, through which call.
+PURE_SWITCH = "SEGMENT_SANSIO_PURE"
+NATIVE_MODULE = "_native.py"
 
 
-def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
-    """What in this module's source breaks the core's purity, one line per finding."""
+def _is_pure_switch_read(node: ast.AST) -> bool:
+    """``os.environ.get("SEGMENT_SANSIO_PURE", ...)``, exactly."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "environ"
+        and isinstance(node.func.value.value, ast.Name)
+        and node.func.value.value.id == "os"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == PURE_SWITCH
+        and not node.keywords
+    )
+
+
+def violations(source: str, *, allow_seeded_random: bool = False, is_native_module: bool = False) -> list[str]:
+    """What in this module's source breaks the core's purity, one line per finding.
+
+    ``is_native_module``: the source is _native.py, which may ``import os`` to read
+    ``SEGMENT_SANSIO_PURE`` once, and may import the C extension.
+    """
     tree = ast.parse(source)
     found: list[str] = []
     imports_random = False
+    switch_reads = [node for node in ast.walk(tree) if _is_pure_switch_read(node)] if is_native_module else []
+    if len(switch_reads) > 1:
+        found.append(f"{len(switch_reads)} reads of {PURE_SWITCH}: one is allowed")
+    # The ``os`` and ``os.environ`` nodes of the allowed read.
+    allowed_os = {id(node.func.value.value) for node in switch_reads[:1]}  # type: ignore[attr-defined]
 
     def where(node: ast.AST) -> str:
         return f"line {getattr(node, 'lineno', '?')}"
@@ -57,6 +90,8 @@ def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
+                if top == "os" and alias.name == "os" and alias.asname is None and allowed_os:
+                    continue
                 if top in FORBIDDEN_MODULES:
                     found.append(f"{where(node)}: import {alias.name}")
                 elif top == "random":
@@ -64,10 +99,14 @@ def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
                     if not allow_seeded_random or alias.asname is not None:
                         found.append(f"{where(node)}: import random")
         elif isinstance(node, ast.ImportFrom):
+            names = {alias.name for alias in node.names}
             if node.level:  # relative: inside the package
+                if not is_native_module and (node.module == "_speedups" or "_speedups" in names):
+                    found.append(f"{where(node)}: the C extension is imported only in {NATIVE_MODULE}")
                 continue
             top = (node.module or "").split(".")[0]
-            names = {alias.name for alias in node.names}
+            if top == "segment_core" and "_speedups" in (node.module or "") + " ".join(names):
+                found.append(f"{where(node)}: the C extension is imported only in {NATIVE_MODULE}")
             if top in FORBIDDEN_MODULES:
                 found.append(f"{where(node)}: from {node.module} import ...")
             elif top == "random":
@@ -83,7 +122,7 @@ def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
                 found.append(f"{where(node)}: {owner_name}.{node.attr}")
             if node.attr in UUID_CLOCK_OR_ENTROPY and owner_name == "uuid":
                 found.append(f"{where(node)}: uuid.{node.attr}")
-            if owner_name in ("time", "os") and isinstance(owner, ast.Name):
+            if owner_name in ("time", "os") and isinstance(owner, ast.Name) and id(owner) not in allowed_os:
                 found.append(f"{where(node)}: {owner_name}.{node.attr}")
         elif isinstance(node, ast.Call):
             func = node.func
@@ -111,13 +150,18 @@ def violations(source: str, *, allow_seeded_random: bool = False) -> list[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(path.relative_to(CORE)) for path in MODULES])
 def test_core_module_is_pure(path: Path) -> None:
-    found = violations(path.read_text(encoding="utf-8"), allow_seeded_random=path.name == "testing.py")
+    found = violations(
+        path.read_text(encoding="utf-8"),
+        allow_seeded_random=path.name == "testing.py",
+        is_native_module=path.name == NATIVE_MODULE,
+    )
     assert found == [], f"{path.relative_to(CORE.parent)} is not pure: {found}"
 
 
 def test_every_core_module_was_checked() -> None:
     names = {path.name for path in MODULES}
     assert {"__init__.py", "_engine.py", "_retry_policy.py", "_batch_requests.py", "_events.py", "testing.py"} <= names
+    assert {NATIVE_MODULE, "_message_builder.py", "_value_cleaning.py", "_call_api.py"} <= names
 
 
 def test_importing_the_core_does_not_import_the_runtimes() -> None:
@@ -154,6 +198,11 @@ IMPURE = [
     ("random-choice-beside-seeded", "import random\nr = random.Random(1)\nx = random.choice([1])"),
     ("dunder-import", "m = __import__('socket')"),
     ("import-module", "import importlib\nm = importlib.import_module('socket')"),
+    # the C extension outside _native.py
+    ("speedups-relative", "from ._speedups import clean_plain"),
+    ("speedups-module", "from . import _speedups"),
+    ("speedups-absolute", "from segment_core._speedups import Intake"),
+    ("speedups-absolute-module", "from segment_core import _speedups"),
 ]
 
 
@@ -183,3 +232,35 @@ def test_checker_allows_pure_code(source: str, allow: bool) -> None:
 
 def test_random_outside_testing_is_refused() -> None:
     assert violations("import random\nr = random.Random(7)", allow_seeded_random=False)
+
+
+# --- the one environment read: SEGMENT_SANSIO_PURE, in _native.py -------------------------------
+
+SWITCH_READ = 'import os\npure = os.environ.get("SEGMENT_SANSIO_PURE", "")'
+
+
+def test_the_native_module_may_read_the_pure_switch() -> None:
+    assert violations(SWITCH_READ, is_native_module=True) == []
+    assert violations("from . import _speedups", is_native_module=True) == []
+
+
+def test_no_other_module_may_read_the_pure_switch() -> None:
+    assert violations(SWITCH_READ) != []
+
+
+ENVIRONMENT_READS = [
+    ("other-variable", 'import os\nx = os.environ.get("TZ", "")'),
+    ("switch-and-another", SWITCH_READ + '\ny = os.environ.get("HOME")'),
+    ("switch-twice", SWITCH_READ + '\ny = os.environ.get("SEGMENT_SANSIO_PURE")'),
+    ("subscript", 'import os\nx = os.environ["SEGMENT_SANSIO_PURE"]'),
+    ("getenv", 'import os\nx = os.getenv("SEGMENT_SANSIO_PURE")'),
+    ("from-os", 'from os import environ\nx = environ.get("SEGMENT_SANSIO_PURE")'),
+    ("os-alias", 'import os as o\nx = o.environ.get("SEGMENT_SANSIO_PURE")'),
+    ("switch-then-urandom", SWITCH_READ + "\nx = os.urandom(16)"),
+    ("name-in-a-variable", 'import os\nNAME = "SEGMENT_SANSIO_PURE"\nx = os.environ.get(NAME)'),
+]
+
+
+@pytest.mark.parametrize("source", [row[1] for row in ENVIRONMENT_READS], ids=[row[0] for row in ENVIRONMENT_READS])
+def test_the_native_module_may_read_nothing_else(source: str) -> None:
+    assert violations(source, is_native_module=True) != []

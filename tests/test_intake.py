@@ -5,7 +5,9 @@ The two are driven side by side through arbitrary interleavings of ``add``,
 and everything they expose must agree, and both must agree with a plain model
 of the rules (limits, batch boundaries by count and by bytes, when to wake).
 The engine's own state machine (tests/test_engine_state_machine.py) runs once
-more here on the Python intake, so the engine is checked on both.
+more here on the Python intake, so the engine is checked on both. Where the C
+path is inactive, the machine drives two Python intakes against the model, and
+the tests of the C type alone skip.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from segment_core import _engine
 from segment_core._message_queue import Intake, PyIntake
-from segment_core._speedups import Intake as CIntake
+from segment_core._native import speedups
 
 from . import test_engine_state_machine
+from .c_path import requires_c
+
+# The C twin, or (where the C path is inactive) the Python class again, so the model still runs.
+CIntake: Any = PyIntake if speedups is None else speedups.Intake
+# The C type, for the tests about it alone (they skip where it is inactive).
+BOTH_KINDS = [pytest.param(CIntake, id="c", marks=requires_c), pytest.param(PyIntake, id="python")]
 
 WAKE, QUIET = "wake", "quiet"
 
@@ -168,11 +176,11 @@ def test_the_engine_machine_really_runs_on_the_python_intake() -> None:
 TestEngineMachineOnPythonIntake = EngineMachineOnPythonIntake.TestCase
 
 
-def test_the_engine_uses_the_c_intake_when_built() -> None:
-    assert vars(_engine)["Intake"] is CIntake
+def test_the_engine_uses_the_c_intake_where_the_c_path_is_active() -> None:
+    assert vars(_engine)["Intake"] is (PyIntake if speedups is None else speedups.Intake)
 
 
-@pytest.mark.parametrize("kind", [CIntake, PyIntake])
+@pytest.mark.parametrize("kind", BOTH_KINDS)
 def test_refusals_and_wrong_arguments(kind: Any) -> None:
     intake = kind(
         max_messages=2, max_bytes=10, batch_size=5, batch_budget=100, max_message_bytes=8, wake=WAKE, quiet=QUIET
@@ -194,6 +202,7 @@ def test_refusals_and_wrong_arguments(kind: Any) -> None:
     assert intake.take_all() == ()
 
 
+@requires_c
 def test_taken_messages_are_released() -> None:
     """Taken bytes belong to the caller only: the queue keeps no reference to them."""
     intake = new_intake(CIntake, batch_size=3)
@@ -209,6 +218,7 @@ def test_taken_messages_are_released() -> None:
     assert counts == [2, 2, 2]  # the tuple taken and the list `data`, not the intake
 
 
+@requires_c
 def test_the_c_intake_is_collected_in_a_cycle() -> None:
     class Holder:
         pass
@@ -222,7 +232,7 @@ def test_the_c_intake_is_collected_in_a_cycle() -> None:
     assert alive() is None
 
 
-@pytest.mark.parametrize("kind", [CIntake, PyIntake])
+@pytest.mark.parametrize("kind", BOTH_KINDS)
 def test_a_finalizer_that_adds_during_a_take_leaves_the_queue_whole(kind: Any) -> None:
     """Making the taken tuple may run a collection; a finalizer's add must land in the queue, not corrupt it."""
     intake = new_intake(kind, batch_size=26)
@@ -253,6 +263,7 @@ def test_a_finalizer_that_adds_during_a_take_leaves_the_queue_whole(kind: Any) -
     assert taken + left == (*(b"m%d" % index for index in range(25)), b"late")
 
 
+@requires_c
 def test_a_compaction_that_runs_out_of_memory_loses_nothing() -> None:
     testcapi = pytest.importorskip("_testcapi")
     intake = new_intake(CIntake, batch_size=1)

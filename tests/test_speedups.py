@@ -7,6 +7,10 @@ never takes the fast path, so the two really are compared.
 
 ``build_track`` either gives up or returns exactly what ``build_message("track", ...)``
 returns, bytes included; ``uuid4_text`` is ``str(uuid.UUID(int=..., version=4))``.
+
+Every test here is about the C objects: where the C path is inactive (not built,
+or ``SEGMENT_SANSIO_PURE=1``) they skip with one reason (tests/c_path.py), and
+the Python halves of the comparisons run on their own in the other test modules.
 """
 
 from __future__ import annotations
@@ -38,8 +42,39 @@ from segment_core._message_builder import (
     _message_ids,
     build_message,
 )
-from segment_core._speedups import NOT_PLAIN, build_track, clean_plain, message_ids, timestamp_text, uuid4_text
+from segment_core._native import speedups
 from segment_runtimes.threaded import Client
+
+from .c_path import c_module, requires_c
+
+# Where the C path is inactive every test is skipped; these names only need to exist.
+NOT_PLAIN: object = object() if speedups is None else speedups.NOT_PLAIN
+
+
+def clean_plain(value: object) -> Any:
+    return c_module().clean_plain(value)
+
+
+def build_track(*arguments: object) -> Any:
+    return c_module().build_track(*arguments)
+
+
+def message_ids(random_bytes: Any) -> Any:
+    return c_module().message_ids(random_bytes)
+
+
+def timestamp_text(wall: float) -> str:
+    text: str = c_module().timestamp_text(wall)
+    return text
+
+
+def uuid4_text(bits: int) -> str:
+    text: str = c_module().uuid4_text(bits)
+    return text
+
+
+# The C message id source and its Python twin (the Python one is tested in every run).
+MAKERS = [pytest.param(message_ids, id="c", marks=requires_c), pytest.param(_message_ids, id="python")]
 
 UTC = timezone.utc
 
@@ -114,6 +149,7 @@ mixed_values = st.recursive(
 )
 
 
+@requires_c
 @given(plain_dicts)
 def test_plain_values_take_the_fast_path_with_the_python_result(value: dict[str, Any]) -> None:
     before = copy.deepcopy(value)
@@ -126,6 +162,7 @@ def test_plain_values_take_the_fast_path_with_the_python_result(value: dict[str,
     assert not set(containers(fast)) & set(containers(value)), "the copy never shares a container"
 
 
+@requires_c
 @given(st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), mixed_values, max_size=6))
 def test_anything_else_is_handed_over_or_cleaned_as_python_does(value: dict[Any, Any]) -> None:
     fast = clean_plain(value)
@@ -136,6 +173,7 @@ def test_anything_else_is_handed_over_or_cleaned_as_python_does(value: dict[Any,
     assert same(fast, expected)
 
 
+@requires_c
 def test_what_the_fast_path_hands_over() -> None:
     shared: list[Any] = []
     for _ in range(40):  # 2**40 paths through 40 lists: only a budget stops the walk
@@ -160,6 +198,7 @@ def test_what_the_fast_path_hands_over() -> None:
     assert clean_plain({"a": {1, 2}}) == {"a": [1, 2]}
 
 
+@requires_c
 def test_the_builder_takes_the_fast_path(monkeypatch: Any) -> None:
     calls: list[object] = []
 
@@ -174,6 +213,7 @@ def test_the_builder_takes_the_fast_path(monkeypatch: Any) -> None:
     assert cleaned == {"when": "2026-11-23T13:08:42.123000+00:00", "n": [1, 2.5, None]}
 
 
+@requires_c
 def test_dates_and_datetimes_are_written_as_isoformat_writes_them() -> None:
     values = {
         "naive": datetime(2020, 1, 2, 3, 4, 5),
@@ -188,6 +228,7 @@ def test_dates_and_datetimes_are_written_as_isoformat_writes_them() -> None:
 # --- messageIds -----------------------------------------------------------------------------------
 
 
+@requires_c
 @given(st.integers())
 def test_uuid4_text_is_the_uuid_module_s_text(bits: int) -> None:
     expected = str(uuid.UUID(int=bits & (2**128 - 1), version=4))
@@ -204,7 +245,7 @@ def expected_ids(seed: int, count: int, per_draw: int) -> list[str]:
     return ids[:count]
 
 
-@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+@pytest.mark.parametrize("make", MAKERS)
 @given(seed=st.integers(min_value=0, max_value=2**64), count=st.integers(min_value=1, max_value=600))
 def test_message_ids_are_16_byte_slices_of_bulk_draws(make: Any, seed: int, count: int) -> None:
     draws: list[int] = []
@@ -220,14 +261,14 @@ def test_message_ids_are_16_byte_slices_of_bulk_draws(make: Any, seed: int, coun
     assert draws == [4096] * (1 + (count - 1) // 256)
 
 
-@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+@pytest.mark.parametrize("make", MAKERS)
 def test_a_short_draw_is_used_up_to_its_last_whole_id(make: Any) -> None:
     source = random.Random(3)
     new_id = make(lambda n: source.randbytes(40))  # two ids, then 8 bytes left over
     assert [new_id() for _ in range(5)] == expected_ids(3, 5, 40)
 
 
-@pytest.mark.parametrize("make", [message_ids, _message_ids], ids=["c", "python"])
+@pytest.mark.parametrize("make", MAKERS)
 def test_message_ids_refuse_what_is_not_random_bytes(make: Any) -> None:
     for wrong in (b"", b"x" * 15, bytearray(4096), "x" * 4096):
         with pytest.raises(TypeError, match="at least 16 bytes"):
@@ -240,9 +281,10 @@ def test_message_ids_refuse_what_is_not_random_bytes(make: Any) -> None:
         make(broken)()
 
 
+@requires_c
 def test_the_c_message_id_source_takes_no_arguments() -> None:
     with pytest.raises(TypeError, match="callable"):
-        message_ids(b"not callable")  # type: ignore[arg-type]
+        message_ids(b"not callable")
     source: Any = message_ids(os.urandom)
     with pytest.raises(TypeError, match="no arguments"):
         source(1)
@@ -250,6 +292,7 @@ def test_the_c_message_id_source_takes_no_arguments() -> None:
         source(n=1)
 
 
+@requires_c
 def test_a_message_id_source_in_a_cycle_is_collected() -> None:
     class Holder:
         source: Any = None
@@ -268,6 +311,7 @@ def test_a_message_id_source_in_a_cycle_is_collected() -> None:
     assert not marker.alive
 
 
+@requires_c
 def test_clients_stamp_ids_from_the_c_source() -> None:
     client = Client("key", send=False)
     assert type(client._new_message_id) is type(message_ids(os.urandom))
@@ -279,12 +323,14 @@ def test_clients_stamp_ids_from_the_c_source() -> None:
 # --- timestamps -----------------------------------------------------------------------------------
 
 
+@requires_c
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=-62135596800.0, max_value=253402300799.0))
 def test_timestamp_text_is_the_python_rules(wall: float) -> None:
     assert timestamp_text(wall) == _format_timestamp(wall)
     assert timestamp_text(wall) == _format_timestamp(wall), "again, from the cached second"
 
 
+@requires_c
 @pytest.mark.parametrize(
     "wall",
     [
@@ -303,6 +349,7 @@ def test_timestamp_text_edges(wall: float) -> None:
         assert timestamp_text(wall) == _format_timestamp(wall)
 
 
+@requires_c
 @pytest.mark.parametrize("wall", [float("nan"), float("inf"), -62135596801.0, 253402300800.0])
 def test_timestamp_text_raises_as_python_does(wall: float) -> None:
     with pytest.raises((ValueError, OverflowError)) as python_error:
@@ -338,6 +385,7 @@ def python_track(**arguments: Any) -> BuiltMessage:
     return build_message("track", wall=WALL, new_message_id=lambda: "generated-id", **arguments)
 
 
+@requires_c
 @given(
     st.fixed_dictionaries(
         {},
@@ -369,6 +417,7 @@ def test_build_track_is_build_message_or_hands_over(arguments: dict[str, Any]) -
     assert same(arguments, before), "the caller's arguments are never changed"
 
 
+@requires_c
 def test_plain_track_calls_take_the_fast_path() -> None:
     arguments: dict[str, Any] = {
         "user_id": "user-1",
@@ -382,6 +431,7 @@ def test_plain_track_calls_take_the_fast_path() -> None:
         assert fast == python_track(**arguments, **extra)
 
 
+@requires_c
 @pytest.mark.parametrize(
     "arguments",
     [
@@ -400,6 +450,7 @@ def test_what_build_track_hands_over(arguments: dict[str, Any]) -> None:
     assert fast_track(**arguments) is NOT_PLAIN
 
 
+@requires_c
 def test_clients_use_the_fast_path_and_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     client = Client("write-key", send=False)
     built: list[str] = []
@@ -417,3 +468,53 @@ def test_clients_use_the_fast_path_and_fall_back(monkeypatch: pytest.MonkeyPatch
     assert ok
     assert built == ["track"]
     assert msg["timestamp"] == "2026-01-02T00:00:00.000+00:00"
+
+
+# --- module state -----------------------------------------------------------------------------------
+
+
+def fresh_copy_of_the_extension() -> Any:
+    """A second module object from the same shared library: multi-phase init gives it its own state."""
+    import importlib.util
+
+    loaded = c_module().__spec__
+    assert loaded is not None
+    spec = importlib.util.spec_from_file_location("segment_core._speedups", loaded.origin)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@requires_c
+def test_each_module_object_has_its_own_state() -> None:
+    first = c_module()
+    second = fresh_copy_of_the_extension()
+    assert second is not first
+    assert second.NOT_PLAIN is not first.NOT_PLAIN
+    assert second.Intake is not first.Intake
+    with pytest.raises(RuntimeError, match="configure"):  # the copy is not configured yet
+        second.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
+    encoder = msgspec.json.Encoder()
+    second.configure(encoder, BuiltMessage, "other-library", "9.9", 400, _format_timestamp)
+    built = second.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
+    assert built.message["context"]["library"] == {"name": "other-library", "version": "9.9"}
+    assert second.build_track("u", "e", {"pad": "x" * 400}, None, None, None, "id", WALL, lambda: "x") is (
+        second.NOT_PLAIN
+    ), "its own limit of 400 bytes"
+    # The first module's settings are untouched.
+    ours = first.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
+    assert ours.message["context"]["library"]["name"] != "other-library"
+    assert first.clean_plain({"a": second.NOT_PLAIN}) is first.NOT_PLAIN
+
+
+@requires_c
+def test_the_c_types_are_final_and_ids_are_not_made_directly() -> None:
+    speedups = c_module()
+    with pytest.raises(TypeError):
+        type("Sub", (speedups.Intake,), {})
+    with pytest.raises(TypeError):
+        type(speedups.message_ids(os.urandom))()
+    with pytest.raises(TypeError):
+        speedups.Intake.add = None
