@@ -1,8 +1,9 @@
 """The six calls with segment-analytics-python 2.4's signatures, shared by every client.
 
-A client subclasses :class:`CallMethods` and supplies the wall clock, an id
-source and ``_submit(built)``; the runtimes' clients and the simulator's client
-all do, so their call signatures cannot drift apart. Each call builds its
+A client subclasses :class:`CallMethods` and supplies the wall clock, the
+host's UTC offset (to read naive timestamps), an id source and
+``_submit(built)``; the runtimes' clients and the simulator's client all do,
+so their call signatures cannot drift apart. Each call builds its
 message with one direct ``build_message`` call: this is the caller's hot path,
 and an intermediate dict of fields plus ``**`` expansion costs a visible share
 of it.
@@ -30,6 +31,10 @@ class CallMethods:
         """The wall-clock time, seconds since the epoch."""
         raise NotImplementedError
 
+    def _local_utc_offset(self, wall: float) -> float:
+        """The host's UTC offset at epoch time ``wall``, seconds east; asked only for a naive timestamp."""
+        raise NotImplementedError
+
     # A fresh messageId for a call that gave none: a method, or a callable set per instance.
     _new_message_id: Callable[[], str]
 
@@ -52,6 +57,7 @@ class CallMethods:
                 "identify",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 user_id=user_id,
                 traits=traits,
                 context=context,
@@ -94,6 +100,7 @@ class CallMethods:
                 "track",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 user_id=user_id,
                 event=event,
                 properties=properties,
@@ -119,6 +126,7 @@ class CallMethods:
                 "alias",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 previous_id=previous_id,
                 user_id=user_id,
                 context=context,
@@ -144,6 +152,7 @@ class CallMethods:
                 "group",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 user_id=user_id,
                 group_id=group_id,
                 traits=traits,
@@ -172,6 +181,7 @@ class CallMethods:
                 "page",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 user_id=user_id,
                 category=category,
                 name=name,
@@ -201,6 +211,7 @@ class CallMethods:
                 "screen",
                 wall=self._wall(),
                 new_message_id=self._new_message_id,
+                local_utc_offset=self._local_utc_offset,
                 user_id=user_id,
                 category=category,
                 name=name,

@@ -39,6 +39,7 @@ from .limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 __all__ = [
     "MAX_DROPPED_WARNINGS",
     "BuiltMessage",
+    "LocalUtcOffset",
     "build_from_struct",
     "build_message",
     "format_timestamp",
@@ -61,6 +62,12 @@ _EPOCH = datetime(1970, 1, 1)  # naive UTC, for formatting without reading any t
 # the local clock at call time: segment-analytics-python 2.4 utils.guess_timezone uses 5 s.
 _LOCAL_GUESS_WINDOW = timedelta(seconds=5)
 _ONE_MINUTE = timedelta(minutes=1)
+_ONE_DAY = timedelta(days=1)
+
+# The host's UTC offset, in seconds east of UTC, at an instant given in seconds since the
+# epoch: what ``time.localtime(instant).tm_gmtoff`` says. The runtime supplies it, and the
+# builder calls it only for a naive ``timestamp`` argument; the core never reads the zone.
+LocalUtcOffset = Callable[[float], float]
 
 # UUID version 4 / RFC 4122 variant bits (RFC 9562 section 5.4), as uuid.UUID(version=4) sets them.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
@@ -176,28 +183,48 @@ else:
     speedups.configure(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp)
 
 
-def _format_datetime(dt: datetime, wall: float) -> str:
-    """The caller's timestamp as ISO-8601 with offset and milliseconds.
+def _utc_offset_at(local_utc_offset: LocalUtcOffset, instant: float) -> timedelta | None:
+    """The host's UTC offset at ``instant`` in whole seconds; None where the host has no local time for it."""
+    try:
+        seconds = local_utc_offset(instant)
+    except (OverflowError, OSError, ValueError):  # outside the platform's time_t range
+        return None
+    offset = timedelta(seconds=round(seconds))
+    if not -_ONE_DAY < offset < _ONE_DAY:
+        raise ValueError(f"local_utc_offset returned {seconds!r}, not a UTC offset in seconds")
+    return offset
 
-    Naive datetimes are guessed as segment-analytics-python 2.4 does: local time
-    if less than 5 s before local now (or in the future), else UTC. Local now is
-    ``datetime.fromtimestamp(wall)``: no clock is read.
+
+def _guess_zone(naive: datetime, wall: float, local_utc_offset: LocalUtcOffset | None) -> timezone:
+    """The zone of a naive timestamp, as segment-analytics-python 2.4's ``utils.guess_timezone`` guesses it.
+
+    Local time if it is less than 5 s before the host's local "now" (or after it): it was
+    made with ``datetime.now()`` at the call. Otherwise UTC. Local now is ``wall`` at the
+    host's offset, which the runtime passes in (``local_utc_offset``); without it, local
+    time is UTC. The offset of a local timestamp is the one in force at that time (it may
+    differ from now's across a DST change), found as ``astimezone()`` finds it.
     """
+    if local_utc_offset is None:
+        return _UTC
+    now_offset = _utc_offset_at(local_utc_offset, wall)
+    if now_offset is None or _EPOCH + timedelta(seconds=wall) + now_offset - naive >= _LOCAL_GUESS_WINDOW:
+        return _UTC
+    then_offset = _utc_offset_at(local_utc_offset, (naive - _EPOCH - now_offset).total_seconds())
+    return _UTC if then_offset is None else timezone(then_offset)
+
+
+def _format_datetime(dt: datetime, wall: float, local_utc_offset: LocalUtcOffset | None) -> str:
+    """The caller's timestamp as ISO-8601 with offset and milliseconds (naive ones: see ``_guess_zone``)."""
     try:
         offset = dt.utcoffset()
     except Exception as exc:  # a broken tzinfo
         raise ValidationError("timestamp", "a datetime whose tzinfo works", dt) from exc
+    if offset is None:
+        naive = dt.replace(tzinfo=None)
+        zone = _guess_zone(naive, wall, local_utc_offset)
+        dt, offset = naive.replace(tzinfo=zone), zone.utcoffset(None)
     try:
-        if offset is None:
-            naive = dt.replace(tzinfo=None)
-            if datetime.fromtimestamp(wall) - naive < _LOCAL_GUESS_WINDOW:
-                try:
-                    dt = naive.astimezone()  # this local time, with the local offset
-                except (OverflowError, ValueError, OSError):
-                    dt = naive.replace(tzinfo=_UTC)
-            else:
-                dt = naive.replace(tzinfo=_UTC)
-        elif offset % _ONE_MINUTE:
+        if offset % _ONE_MINUTE:
             # RFC 3339 offsets have no seconds; the same instant in UTC does.
             dt = dt.astimezone(_UTC)
         return dt.isoformat(timespec="milliseconds")
@@ -256,6 +283,7 @@ def build_message(
     *,
     wall: float,
     new_message_id: Callable[[], str],
+    local_utc_offset: LocalUtcOffset | None = None,
     user_id: object = None,
     anonymous_id: object = None,
     event: object = None,
@@ -276,6 +304,9 @@ def build_message(
         type: "track", "identify", "group", "alias", "page" or "screen" (or a MessageType).
         wall: the wall-clock time of the call, seconds since the epoch.
         new_message_id: makes a messageId when the caller gave none.
+        local_utc_offset: the host's UTC offset in seconds at a given epoch time (for a
+            runtime, ``time.localtime(t).tm_gmtoff``), asked only to read a naive
+            ``timestamp``; None: local time is UTC.
         user_id, anonymous_id: str, number or UUID; one is required (alias: user_id).
         event: track only, str, required.
         properties: track/page/screen, dict or None.
@@ -284,7 +315,7 @@ def build_message(
         previous_id: alias only, an id, required.
         name, category: page/screen only, str or None.
         context, integrations: dict or None; context gains ``library``.
-        timestamp: a datetime (naive ones are guessed, see ``_format_datetime``) or None for ``wall``.
+        timestamp: a datetime (naive ones are guessed as 2.4 does, see ``_guess_zone``) or None for ``wall``.
         message_id: an id, for deduplication; None (or "") to generate one.
 
     Returns:
@@ -354,7 +385,7 @@ def build_message(
     if timestamp is None:
         ts = format_timestamp(wall)
     elif isinstance(timestamp, datetime):
-        ts = _format_datetime(timestamp, wall)
+        ts = _format_datetime(timestamp, wall, local_utc_offset)
     else:
         raise ValidationError("timestamp", "a datetime", timestamp)
     ctx = {} if context is None else _dict("context", context, warnings)
@@ -423,12 +454,18 @@ _STRUCT_KINDS: tuple[tuple[type[Message], str], ...] = (
 )
 
 
-def build_from_struct(message: Message, *, wall: float, new_message_id: Callable[[], str]) -> BuiltMessage:
+def build_from_struct(
+    message: Message,
+    *,
+    wall: float,
+    new_message_id: Callable[[], str],
+    local_utc_offset: LocalUtcOffset | None = None,
+) -> BuiltMessage:
     """Build from a typed message, with exactly the rules of :func:`build_message`.
 
     Args:
         message: a Track, Identify, Group, Alias, Page or Screen.
-        wall, new_message_id: as for :func:`build_message`.
+        wall, new_message_id, local_utc_offset: as for :func:`build_message`.
 
     Returns:
         As :func:`build_message`.
@@ -443,6 +480,7 @@ def build_from_struct(message: Message, *, wall: float, new_message_id: Callable
         kind,
         wall=wall,
         new_message_id=new_message_id,
+        local_utc_offset=local_utc_offset,
         user_id=message.user_id,
         anonymous_id=message.anonymous_id,
         event=getattr(message, "event", None),

@@ -68,12 +68,24 @@ DEFAULT_WALL_START = 1_700_000_000.0
 
 
 class VirtualClock:
-    """Monotonic and wall-clock time that move together, only when advanced."""
+    """Monotonic and wall-clock time that move together, only when advanced, in a fixed time zone.
 
-    def __init__(self, *, monotonic: float = 0.0, wall: float = DEFAULT_WALL_START) -> None:
+    Args:
+        monotonic: the monotonic time to start at.
+        wall: the wall-clock time to start at, seconds since the epoch.
+        utc_offset: the simulated host's UTC offset, seconds east (UTC by default), fixed: it
+            says how naive ``timestamp`` arguments are read, whatever the real host's zone is.
+    """
+
+    def __init__(self, *, monotonic: float = 0.0, wall: float = DEFAULT_WALL_START, utc_offset: float = 0.0) -> None:
         self._start_monotonic = monotonic
         self._start_wall = wall
+        self.utc_offset = utc_offset
         self.now = monotonic
+
+    def local_utc_offset(self, wall: float) -> float:
+        """The simulated host's UTC offset at ``wall``: always ``utc_offset``."""
+        return self.utc_offset
 
     @property
     def wall(self) -> float:
@@ -298,7 +310,13 @@ class Simulator:
         Returns:
             The wire message, with the messageId and timestamp the simulation gave it.
         """
-        built = build_message(type, wall=self.clock.wall, new_message_id=self.client._new_message_id, **fields)
+        built = build_message(
+            type,
+            wall=self.clock.wall,
+            new_message_id=self.client._new_message_id,
+            local_utc_offset=self.clock.local_utc_offset,
+            **fields,
+        )
         self.enqueue(built.data)
         message: dict[str, Any] = built.message
         return message
@@ -429,6 +447,9 @@ class SimulatedClient(CallMethods):
 
     def _wall(self) -> float:
         return self._simulator.clock.wall
+
+    def _local_utc_offset(self, wall: float) -> float:
+        return self._simulator.clock.local_utc_offset(wall)
 
     def _new_message_id(self) -> str:
         return message_id_from_bits(self._simulator.random.getrandbits(128))

@@ -28,6 +28,11 @@ class RealTimeCalls(CallMethods):
 
     _wall = staticmethod(time.time)
 
+    @staticmethod
+    def _local_utc_offset(wall: float) -> float:
+        # The host's zone is read here, never in segment_core, and only for a naive timestamp.
+        return time.localtime(wall).tm_gmtoff
+
     def _seed_ids(self) -> None:
         # A C callable where the extension is built: no Python frame per call for the id.
         self._new_message_id = message_ids(os.urandom)

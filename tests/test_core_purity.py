@@ -1,10 +1,12 @@
-"""segment_core is pure: no sockets, threads, tasks, sleeps, clock reads or entropy reads.
+"""segment_core is pure: no sockets, threads, tasks, sleeps, clock, timezone, locale or entropy reads.
 
 Every module of the package is parsed with ``ast`` (nothing is imported or
-run) and checked for imports of I/O, concurrency, clock and entropy modules and
-for calls that read the clock or the OS's entropy. Two narrow allowances:
-``segment_core.testing`` may import ``random``, and only to build a seeded
-``random.Random``; ``segment_core/_native.py`` may read the
+run) and checked for imports of I/O, concurrency, clock, timezone, locale and
+entropy modules, and for calls that read the clock, the host's timezone
+(``datetime.fromtimestamp(t)`` without a zone, ``astimezone()`` without one,
+``localtime``, ``tzlocal``...), the locale (``strftime``) or the OS's entropy.
+Two narrow allowances: ``segment_core.testing`` may import ``random``, and only
+to build a seeded ``random.Random``; ``segment_core/_native.py`` may read the
 one environment variable ``SEGMENT_SANSIO_PURE`` that turns the C path off
 (``os.environ.get`` of that name, once), and is the only module that imports
 the C extension. The checker is itself tested on snippets, so a rule that
@@ -40,12 +42,20 @@ FORBIDDEN_MODULES = frozenset(
         "os",
         "logging",
         "segment_runtimes",
+        # the host's timezone database and locale
+        "locale",
+        "zoneinfo",
+        "dateutil",
+        "tzlocal",
+        "pytz",
     }
 )
 # Names that read the clock or the OS's entropy, wherever they come from.
 CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
 CLOCK_OWNERS = frozenset({"datetime", "date"})
 UUID_CLOCK_OR_ENTROPY = frozenset({"uuid1", "uuid4"})
+# Names that read the host's timezone or locale, whoever owns them (``email.utils.localtime``...).
+TIMEZONE_OR_LOCALE_NAMES = frozenset({"localtime", "mktime", "tzset", "tzlocal", "gettz", "strftime", "strptime"})
 # The one environment read (in _native.py only): which variable, through which call.
 PURE_SWITCH = "SEGMENT_SANSIO_PURE"
 NATIVE_MODULE = "_native.py"
@@ -66,6 +76,19 @@ def _is_pure_switch_read(node: ast.AST) -> bool:
         and node.args[0].value == PURE_SWITCH
         and not node.keywords
     )
+
+
+def _reads_local_time(node: ast.Call) -> str | None:
+    """Why a call reads the host's timezone, or None: ``fromtimestamp(t)`` and ``astimezone()`` with no zone."""
+    func = node.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    zone_given = any(keyword.arg == "tz" for keyword in node.keywords)
+    if func.attr == "fromtimestamp" and len(node.args) < 2 and not zone_given:
+        return "fromtimestamp() without a timezone reads local time"
+    if func.attr == "astimezone" and not node.args and not zone_given:
+        return "astimezone() without a timezone reads local time"
+    return None
 
 
 def violations(source: str, *, allow_seeded_random: bool = False, is_native_module: bool = False) -> list[str]:
@@ -124,12 +147,19 @@ def violations(source: str, *, allow_seeded_random: bool = False, is_native_modu
                 found.append(f"{where(node)}: uuid.{node.attr}")
             if owner_name in ("time", "os") and isinstance(owner, ast.Name) and id(owner) not in allowed_os:
                 found.append(f"{where(node)}: {owner_name}.{node.attr}")
+            if node.attr in TIMEZONE_OR_LOCALE_NAMES:
+                found.append(f"{where(node)}: .{node.attr} reads the host's timezone or locale")
+        elif isinstance(node, ast.Name) and node.id in TIMEZONE_OR_LOCALE_NAMES:
+            found.append(f"{where(node)}: {node.id} reads the host's timezone or locale")
         elif isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name) and func.id == "__import__":
                 found.append(f"{where(node)}: __import__()")
             if isinstance(func, ast.Attribute) and func.attr == "import_module":
                 found.append(f"{where(node)}: import_module()")
+            local_read = _reads_local_time(node)
+            if local_read:
+                found.append(f"{where(node)}: {local_read}")
 
     if imports_random:
         # The module ``random`` may only appear as ``random.Random(...)``.
@@ -198,6 +228,23 @@ IMPURE = [
     ("random-choice-beside-seeded", "import random\nr = random.Random(1)\nx = random.choice([1])"),
     ("dunder-import", "m = __import__('socket')"),
     ("import-module", "import importlib\nm = importlib.import_module('socket')"),
+    # the host's timezone and locale
+    ("fromtimestamp-local", "from datetime import datetime\nx = datetime.fromtimestamp(0)"),
+    ("date-fromtimestamp", "import datetime\nx = datetime.date.fromtimestamp(0)"),
+    ("astimezone-local", "def f(dt):\n    return dt.astimezone()"),
+    ("time-localtime", "import time\nx = time.localtime(0).tm_gmtoff"),
+    ("from-time-localtime", "from time import localtime"),
+    ("email-localtime", "import email.utils\nx = email.utils.localtime()"),
+    ("localtime-name", "def f(localtime):\n    return localtime()"),
+    ("mktime", "def f(t):\n    return t.mktime(0)"),
+    ("tzlocal", "from dateutil.tz import tzlocal"),
+    ("tzlocal-module", "import tzlocal"),
+    ("zoneinfo", "from zoneinfo import ZoneInfo"),
+    ("pytz", "import pytz"),
+    ("locale", "import locale"),
+    ("strftime", "def f(dt):\n    return dt.strftime('%c')"),
+    ("strptime", "from datetime import datetime\nx = datetime.strptime('1', '%d')"),
+    ("datetime-now-with-zone", "from datetime import datetime, timezone\nx = datetime.now(timezone.utc)"),
     # the C extension outside _native.py
     ("speedups-relative", "from ._speedups import clean_plain"),
     ("speedups-module", "from . import _speedups"),
@@ -222,6 +269,13 @@ PURE = [
     ),
     ("random-parameter", "def f(random):\n    return random.random()", False),
     ("relative-import", "from ._engine import Engine", False),
+    (
+        "fromtimestamp-tz-keyword",
+        "from datetime import datetime, timezone\nx = datetime.fromtimestamp(0, tz=timezone.utc)",
+        False,
+    ),
+    ("astimezone-utc", "from datetime import timezone\ndef f(dt):\n    return dt.astimezone(timezone.utc)", False),
+    ("isoformat", "def f(dt):\n    return dt.isoformat(timespec='milliseconds')", False),
 ]
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ast
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -397,21 +396,9 @@ def test_the_callers_timestamp_wins(given: datetime, expected: str) -> None:
     assert abs(decoded.timestamp - given.replace(tzinfo=given.tzinfo or timezone.utc)) < timedelta(milliseconds=1)
 
 
-@pytest.fixture
-def local_ist(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Make local time Asia/Kolkata (+05:30, no DST), so local and UTC differ."""
-    if not hasattr(time, "tzset"):
-        pytest.skip("needs time.tzset")
-    monkeypatch.setenv("TZ", "Asia/Kolkata")
-    time.tzset()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+IST_SECONDS = 19_800  # +05:30, no DST: local and UTC differ
 
 
-@pytest.mark.usefixtures("local_ist")
 @pytest.mark.parametrize(
     ("seconds_before_now", "expected_offset"),
     [
@@ -426,11 +413,64 @@ def local_ist(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ids=["now", "1s-ago", "4.9s-ago", "5s-ago", "1min-ago", "1day-ago", "1h-ahead"],
 )
 def test_naive_timestamps_are_guessed_as_the_reference_does(seconds_before_now: float, expected_offset: str) -> None:
-    local_now = datetime.fromtimestamp(WALL)
+    local_now = datetime(1970, 1, 1) + timedelta(seconds=WALL + IST_SECONDS)
     naive = local_now - timedelta(seconds=seconds_before_now)
-    text = build("identify", user_id="u", timestamp=naive).message["timestamp"]
+    built = build("identify", user_id="u", timestamp=naive, local_utc_offset=lambda wall: IST_SECONDS)
     # The wall-clock digits are kept; only the offset is guessed.
-    assert text == naive.isoformat(timespec="milliseconds") + expected_offset
+    assert built.message["timestamp"] == naive.isoformat(timespec="milliseconds") + expected_offset
+
+
+def test_without_an_offset_source_local_time_is_utc() -> None:
+    naive_now = datetime(1970, 1, 1) + timedelta(seconds=WALL)
+    assert build("identify", user_id="u", timestamp=naive_now).message["timestamp"] == WALL_TEXT
+
+
+def test_the_offset_is_asked_for_only_to_read_a_naive_timestamp() -> None:
+    asked: list[float] = []
+
+    def offset(wall: float) -> float:
+        asked.append(wall)
+        return IST_SECONDS
+
+    for timestamp in (None, datetime(2020, 1, 2, tzinfo=timezone.utc), datetime(2020, 1, 2, tzinfo=IST)):
+        build("track", user_id="u", event="E", timestamp=timestamp, local_utc_offset=offset)
+    assert asked == []
+    build("track", user_id="u", event="E", timestamp=datetime(2020, 1, 2), local_utc_offset=offset)
+    assert asked == [WALL], "an old naive timestamp: only now's offset, to see that it is not local"
+
+
+def test_a_local_timestamp_takes_the_offset_in_force_at_its_time() -> None:
+    """Across a DST change an hour from now, a timestamp two hours ahead has the later offset."""
+    change = WALL + 3_600
+
+    def new_york(instant: float) -> float:
+        return -4 * 3600 if instant >= change else -5 * 3600
+
+    local_now = datetime(1970, 1, 1) + timedelta(seconds=WALL - 5 * 3600)
+    later = local_now + timedelta(hours=2)
+    built = build("identify", user_id="u", timestamp=later, local_utc_offset=new_york)
+    assert built.message["timestamp"] == later.isoformat(timespec="milliseconds") + "-04:00"
+    soon = local_now + timedelta(minutes=30)
+    built = build("identify", user_id="u", timestamp=soon, local_utc_offset=new_york)
+    assert built.message["timestamp"] == soon.isoformat(timespec="milliseconds") + "-05:00"
+
+
+@pytest.mark.parametrize("error", [OverflowError, OSError, ValueError])
+def test_an_instant_the_host_cannot_place_is_read_as_utc(error: type[Exception]) -> None:
+    def no_local_time(wall: float) -> float:
+        raise error("out of range")
+
+    naive_now = datetime(1970, 1, 1) + timedelta(seconds=WALL)
+    built = build("identify", user_id="u", timestamp=naive_now, local_utc_offset=no_local_time)
+    assert built.message["timestamp"] == WALL_TEXT
+
+
+@pytest.mark.parametrize("wrong", [86_400, -86_400, 1e12])
+def test_an_offset_source_that_gives_no_offset_is_a_bug_not_a_guess(wrong: float) -> None:
+    naive_now = datetime(1970, 1, 1) + timedelta(seconds=WALL)
+    with pytest.raises(ValueError, match="not a UTC offset") as info:
+        build("identify", user_id="u", timestamp=naive_now, local_utc_offset=lambda wall: wrong)
+    assert not isinstance(info.value, ValidationError)
 
 
 def test_a_tzinfo_without_an_offset_counts_as_naive() -> None:
