@@ -22,9 +22,26 @@ __all__ = ["CallMethods"]
 class CallMethods:
     """identify/track/alias/group/page/screen with segment-analytics-python 2.4's signatures.
 
-    Each returns ``(success, msg)``: ``msg`` is the message as sent; ``success``
-    is False when the message was not queued (a full queue: never raised, never
-    blocking). Bad arguments raise ``ValidationError`` (an AssertionError, as before).
+    Each returns ``(success, msg)``: ``msg`` is the message as 2.4 returns it (its
+    keys in its order, None where an id or name is absent, datetimes and dates as
+    given, Decimals as floats) with our messageId and timestamp; ``success`` is
+    False when the message was not queued (a full queue: never raised, never
+    blocking). Bad arguments raise ``ValidationError`` (an AssertionError, as
+    before); a message over 32 KB of JSON raises ``MessageTooLarge``.
+
+    Common arguments, all optional (Segment's spec:
+    https://segment.com/docs/connections/spec/common/):
+
+    - ``user_id``, ``anonymous_id``: str, number or UUID; at least one is required
+      (numbers and UUIDs are sent as text; an empty string counts as absent).
+    - ``context``, ``integrations``: dicts, copied and cleaned, never mutated;
+      ``context.library`` names this client.
+    - ``timestamp``: a datetime, default the time of the call; a naive one is read
+      as 2.4 reads it (local time if within 5 s of now or later, else UTC).
+    - ``message_id``: for deduplication; default a random UUID4.
+
+    Values that JSON cannot carry are converted (datetime, Decimal, UUID, Enum,
+    bytes, sets...) or dropped with a warning; see ``segment_core._value_cleaning``.
     """
 
     def _wall(self) -> float:
@@ -52,6 +69,15 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Record who the user is and what they are like.
+
+        Args:
+            traits: dict of the user's traits (name, email, plan...), default {}.
+            user_id, anonymous_id, context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         return self._submit(
             build_message(
                 "identify",
@@ -79,6 +105,16 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Record an action the user performed.
+
+        Args:
+            event: str, the action's name ("Order Completed"); required.
+            properties: dict of the action's properties, default {}.
+            user_id, anonymous_id, context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         if build_plain_track is not None and timestamp is None:
             # The call services make most, in C when its arguments are plain (see _speedups.c);
             # anything else, and every error, is build_message's.
@@ -121,6 +157,16 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Merge two identities: ``previous_id`` becomes ``user_id``.
+
+        Args:
+            previous_id: the id the user had (str, number or UUID); required.
+            user_id: the id they have now; required.
+            context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         return self._submit(
             build_message(
                 "alias",
@@ -147,6 +193,16 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Associate the user with a group (an account, a company...).
+
+        Args:
+            group_id: the group's id (str, number or UUID); required.
+            traits: dict of the group's traits, default {}.
+            user_id, anonymous_id, context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         return self._submit(
             build_message(
                 "group",
@@ -176,6 +232,17 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Record a page view on a website.
+
+        Args:
+            category: str, the page's category, or None.
+            name: str, the page's name, or None.
+            properties: dict of the page's properties (url, title...), default {}.
+            user_id, anonymous_id, context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         return self._submit(
             build_message(
                 "page",
@@ -206,6 +273,17 @@ class CallMethods:
         integrations: Any = None,
         message_id: Any = None,
     ) -> tuple[bool, dict[str, Any]]:
+        """Record a screen view in a mobile app.
+
+        Args:
+            category: str, the screen's category, or None.
+            name: str, the screen's name, or None.
+            properties: dict of the screen's properties, default {}.
+            user_id, anonymous_id, context, timestamp, integrations, message_id: see the class.
+
+        Returns:
+            ``(success, msg)``.
+        """
         return self._submit(
             build_message(
                 "screen",

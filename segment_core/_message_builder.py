@@ -4,17 +4,24 @@ Strategy: this runs in the caller's thread on every call, so it does the least
 work that yields a final message. Arguments are validated first, with the
 rules of segment-analytics-python 2.4 (``require(..., ID_TYPES)``) and a few
 fixes (``0`` and UUIDs are valid ids; bools are not; an empty string is no
-id). Then the dicts are cleaned into new dicts (see ``_clean``), the message is
-stamped (messageId, timestamp, ``context.library``) and encoded exactly once by
-a module-level msgspec encoder; the size check is ``len()`` of those bytes.
-The rare values the encoder refuses (lone surrogates, ints too long to print)
-cost a second encode only when they occur.
+id). Then the dicts are cleaned into new dicts (see ``_value_cleaning``), the
+message is stamped (messageId, timestamp, ``context.library``) and encoded
+exactly once by a module-level msgspec encoder; the size check is ``len()`` of
+those bytes. The rare values the encoder refuses (lone surrogates, ints too
+long to print) cost a second encode only when they occur.
 
 Wire shape (``segment_core._messages`` decodes it): ``type``, ``messageId``,
 ``timestamp`` (ISO-8601, milliseconds, with offset), ``userId`` and
 ``anonymousId`` when given, the per-type fields, ``context`` and
 ``integrations`` (always objects). Keys whose value would be None are omitted.
 Spec: https://segment.com/docs/connections/spec/common/
+
+Returned shape (``BuiltMessage.message``, what the six calls return): the
+message segment-analytics-python 2.4 returns for the same call, its keys in
+its order with None where an id or name is absent, and its values: datetimes
+and dates as the caller's objects, Decimals as floats, a numeric groupId or
+previousId as the number. It shows what was sent (the same values dropped);
+it is never the caller's dict, and never encoded.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import msgspec
 from ._errors import MessageTooLarge, ValidationError
 from ._messages import Alias, Group, Identify, Message, Page, Screen, Track
 from ._native import speedups
-from ._value_cleaning import MAX_DEPTH, clean_dict, scrub
+from ._value_cleaning import MAX_DEPTH, clean_field, scrub
 from .limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -77,12 +84,29 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 class BuiltMessage(msgspec.Struct, frozen=True, kw_only=True):
     """A validated, cleaned, stamped and encoded message."""
 
-    # The cleaned wire message, what client calls return as ``msg``.
+    # What the calls return as ``msg``: segment-analytics-python 2.4's message (see the module's strategy).
     message: dict[str, Any]
     # Its JSON: exactly the bytes that go into a batch.
     data: bytes
     # Cleaning warnings ("properties.when: unsupported type Foo"), for the runtime to log.
     dropped: tuple[str, ...]
+
+
+class _TrackWire(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A plain track call's wire message for the C path: build_message's keys in its order, absent ids omitted.
+
+    Encodes to exactly the bytes of the dict build_message encodes; cheaper to make and encode in C.
+    """
+
+    type: str
+    event: str
+    properties: dict[str, Any]
+    messageId: str  # the wire's names
+    timestamp: str
+    userId: str | None = None
+    anonymousId: str | None = None
+    context: dict[str, Any]
+    integrations: dict[str, Any]
 
 
 def _message_id_from_bits(bits: int) -> str:
@@ -180,7 +204,9 @@ else:
     message_id_from_bits = speedups.uuid4_text
     message_ids = speedups.message_ids
     format_timestamp = speedups.timestamp_text
-    speedups.configure(_ENCODER, BuiltMessage, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp)
+    speedups.configure(
+        _ENCODER, BuiltMessage, _TrackWire, LIBRARY_NAME, LIBRARY_VERSION, MAX_MESSAGE_BYTES, _format_timestamp
+    )
 
 
 def _utc_offset_at(local_utc_offset: LocalUtcOffset, instant: float) -> timedelta | None:
@@ -253,15 +279,27 @@ def _id(field: str, value: object) -> str | None:
     raise ValidationError(field, _ID_EXPECTED, value)
 
 
-def _dict(field: str, value: object, warnings: list[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
+def _dict(field: str, value: object, warnings: list[str], budget: int) -> tuple[dict[str, Any], dict[Any, Any], int]:
+    """A dict argument's wire form, returned form (the same object unless they differ) and the budget left."""
     if isinstance(value, dict):
         try:
-            return clean_dict(value, field, warnings)
+            return clean_field(value, field, warnings, budget)
         except RecursionError as exc:  # the caller's own stack was already nearly exhausted
             raise ValidationError(field, f"a dict nested at most {MAX_DEPTH} levels", value) from exc
     raise ValidationError(field, "a dict", value)
+
+
+def _returned_id(value: object, text: str) -> object:
+    """A groupId or previousId as 2.4 returns it: a number stays a number (a Decimal a float)."""
+    if type(value) is int or type(value) is float:
+        return value
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return text
 
 
 def _optional_str(field: str, value: object) -> str | None:
@@ -319,16 +357,18 @@ def build_message(
         message_id: an id, for deduplication; None (or "") to generate one.
 
     Returns:
-        The message, its JSON bytes and the cleaning warnings.
+        The message as the call returns it (2.4's form), its JSON bytes and the cleaning warnings.
 
     Raises:
         ValidationError: a missing or ill-typed argument, or one the type does not take.
-        MessageTooLarge: the JSON is over MAX_MESSAGE_BYTES.
+        MessageTooLarge: the JSON is over MAX_MESSAGE_BYTES (or, for values whose cleaning
+            would cost more, their JSON is at least that: see ``_value_cleaning``).
     """
     kind = _TYPES.get(type) if isinstance(type, str) else None
     if kind is None:
         raise ValidationError("type", _TYPES_EXPECTED, type)
     warnings: list[str] = []
+    budget = MAX_MESSAGE_BYTES  # what the dict arguments may still take (see _value_cleaning)
     msg: dict[str, Any] = {"type": kind}
     # The common cases skip a call: a plain non-empty str user_id (``__class__``,
     # since ``type`` is an argument here), and arguments left as None.
@@ -349,6 +389,9 @@ def build_message(
     elif uid is None and aid is None:
         raise ValidationError("user_id or anonymous_id", _ID_EXPECTED, None)
 
+    # Each per-type dict: its wire form, and its returned form (the same object unless they differ).
+    own: dict[str, Any]
+    own_returned: dict[Any, Any]
     if kind == "track":
         if traits is not None or group_id is not None or previous_id is not None:
             _not_accepted(kind, traits=traits, group_id=group_id, previous_id=previous_id)
@@ -356,31 +399,46 @@ def build_message(
             _not_accepted(kind, name=name, category=category)
         if not isinstance(event, str):
             raise ValidationError("event", "a string", event)
-        props = {} if properties is None else _dict("properties", properties, warnings)
-        msg["event"] = event if event.__class__ is str else str.__str__(event)
-        msg["properties"] = props
+        if properties is None:
+            own = own_returned = {}
+        else:
+            own, own_returned, budget = _dict("properties", properties, warnings, budget)
+        event = event if event.__class__ is str else str.__str__(event)
+        msg["event"] = event
+        msg["properties"] = own
     elif kind == "identify":
         _not_accepted(kind, event=event, properties=properties, group_id=group_id, previous_id=previous_id)
         _not_accepted(kind, name=name, category=category)
-        msg["traits"] = _dict("traits", traits, warnings)
+        if traits is None:
+            own = own_returned = {}
+        else:
+            own, own_returned, budget = _dict("traits", traits, warnings, budget)
+        msg["traits"] = own
     elif kind == "group":
         _not_accepted(kind, event=event, properties=properties, previous_id=previous_id)
         _not_accepted(kind, name=name, category=category)
         gid = _id("group_id", group_id)
         if gid is None:
             raise ValidationError("group_id", _ID_EXPECTED, group_id)
+        if traits is None:
+            own = own_returned = {}
+        else:
+            own, own_returned, budget = _dict("traits", traits, warnings, budget)
         msg["groupId"] = gid
-        msg["traits"] = _dict("traits", traits, warnings)
+        msg["traits"] = own
     elif kind != "alias":  # page, screen
         _not_accepted(kind, event=event, traits=traits, group_id=group_id, previous_id=previous_id)
         page_name = _optional_str("name", name)
         page_category = _optional_str("category", category)
-        props = _dict("properties", properties, warnings)
+        if properties is None:
+            own = own_returned = {}
+        else:
+            own, own_returned, budget = _dict("properties", properties, warnings, budget)
         if page_name is not None:
             msg["name"] = page_name
         if page_category is not None:
             msg["category"] = page_category
-        msg["properties"] = props
+        msg["properties"] = own
 
     if timestamp is None:
         ts = format_timestamp(wall)
@@ -388,13 +446,23 @@ def build_message(
         ts = _format_datetime(timestamp, wall, local_utc_offset)
     else:
         raise ValidationError("timestamp", "a datetime", timestamp)
-    ctx = {} if context is None else _dict("context", context, warnings)
-    integ = {} if integrations is None else _dict("integrations", integrations, warnings)
+    ctx: dict[str, Any]
+    ctx_returned: dict[Any, Any]
+    integ: dict[str, Any]
+    integ_returned: dict[Any, Any]
+    if context is None:
+        ctx = ctx_returned = {}
+    else:
+        ctx, ctx_returned, budget = _dict("context", context, warnings, budget)
+    if integrations is None:
+        integ = integ_returned = {}
+    else:
+        integ, integ_returned, budget = _dict("integrations", integrations, warnings, budget)
     mid = None if message_id is None else _id("message_id", message_id)
 
     # Stamp. A fresh library dict each time: the caller may mutate the returned message.
-    ctx["library"] = {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}
-    msg["messageId"] = new_message_id() if mid is None else mid
+    ctx["library"] = ctx_returned["library"] = {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}
+    msg["messageId"] = mid = new_message_id() if mid is None else mid
     msg["timestamp"] = ts
     if uid is not None:
         msg["userId"] = uid
@@ -406,8 +474,13 @@ def build_message(
     try:
         encoded = _ENCODER.encode(msg)
     except ValueError:  # lone surrogates in a str, or an int too long to print
-        _scrub_message(msg, warnings)
+        scrubbed = _scrub_message(msg, warnings)
         encoded = _ENCODER.encode(msg)
+        # The returned message shows what was sent: the same values dropped (warned once).
+        integ_returned = _scrubbed_returned(integ_returned, scrubbed)
+        ctx_returned = _scrubbed_returned(ctx_returned, scrubbed)
+        if kind != "alias":
+            own_returned = _scrubbed_returned(own_returned, scrubbed)
     # msgspec's bytes keep the buffer it grew while encoding (about 1.3x the JSON).
     # A message is held for as long as delivery takes, so keep an exact-size copy.
     data = bytes(memoryview(encoded))
@@ -416,7 +489,70 @@ def build_message(
     if len(warnings) > MAX_DROPPED_WARNINGS:
         more = len(warnings) - MAX_DROPPED_WARNINGS
         warnings[MAX_DROPPED_WARNINGS:] = [f"... and {more} more values dropped"]
-    return BuiltMessage(message=msg, data=data, dropped=tuple(warnings))
+
+    # What the call returns: segment-analytics-python 2.4's msg, its keys in its order, None
+    # where absent (see _returned_id and _value_cleaning for the values).
+    returned: dict[str, Any]
+    if kind == "track":
+        returned = {
+            "integrations": integ_returned,
+            "anonymousId": aid,
+            "properties": own_returned,
+            "timestamp": ts,
+            "context": ctx_returned,
+            "userId": uid,
+            "type": kind,
+            "event": event,
+            "messageId": mid,
+        }
+    elif kind == "identify":
+        returned = {
+            "integrations": integ_returned,
+            "anonymousId": aid,
+            "timestamp": ts,
+            "context": ctx_returned,
+            "type": kind,
+            "userId": uid,
+            "traits": own_returned,
+            "messageId": mid,
+        }
+    elif kind == "group":
+        returned = {
+            "integrations": integ_returned,
+            "anonymousId": aid,
+            "timestamp": ts,
+            "groupId": _returned_id(group_id, msg["groupId"]),
+            "context": ctx_returned,
+            "userId": uid,
+            "traits": own_returned,
+            "type": kind,
+            "messageId": mid,
+        }
+    elif kind == "alias":
+        returned = {
+            "integrations": integ_returned,
+            "previousId": _returned_id(previous_id, msg["previousId"]),
+            "timestamp": ts,
+            "context": ctx_returned,
+            "userId": uid,
+            "type": kind,
+            "messageId": mid,
+            "anonymousId": aid,
+        }
+    else:  # page, screen
+        returned = {
+            "integrations": integ_returned,
+            "anonymousId": aid,
+            "properties": own_returned,
+            "timestamp": ts,
+            "category": msg.get("category"),
+            "context": ctx_returned,
+            "userId": uid,
+            "type": kind,
+            "name": msg.get("name"),
+            "messageId": mid,
+        }
+    return BuiltMessage(message=returned, data=data, dropped=tuple(warnings))
 
 
 # Wire key -> argument name, for the string fields a caller gives directly.
@@ -433,15 +569,31 @@ _STR_FIELDS = {
 _DICT_FIELDS = ("properties", "traits", "context", "integrations")
 
 
-def _scrub_message(msg: dict[str, Any], warnings: list[str]) -> None:
-    """Drop what the encoder refused, in place: invalid ids and names are the caller's error."""
+def _scrub_message(msg: dict[str, Any], warnings: list[str]) -> dict[int, dict[Any, Any]]:
+    """Drop what the encoder refused, in place: invalid ids and names are the caller's error.
+
+    Returns:
+        The scrubbed form of each dict field, by the id of its unscrubbed form: where a
+        field's returned form is its wire form, the returned message takes the same.
+    """
     for key, field in _STR_FIELDS.items():
         value = msg.get(key)
         if isinstance(value, str) and scrub(value, field, []) is None:
             raise ValidationError(field, "valid Unicode text (no lone surrogates)", value)
+    scrubbed: dict[int, dict[Any, Any]] = {}
     for key in _DICT_FIELDS:
         if key in msg:
-            msg[key] = scrub(msg[key], key, warnings)
+            scrubbed[id(msg[key])] = msg[key] = scrub(msg[key], key, warnings)
+    return scrubbed
+
+
+def _scrubbed_returned(returned: dict[Any, Any], scrubbed: dict[int, dict[Any, Any]]) -> dict[Any, Any]:
+    """A field's returned form without what scrubbing dropped from its wire form."""
+    done = scrubbed.get(id(returned))
+    if done is not None:  # the returned form was the wire form
+        return done
+    cleaned: dict[Any, Any] = scrub(returned, "", [])
+    return cleaned
 
 
 _STRUCT_KINDS: tuple[tuple[type[Message], str], ...] = (

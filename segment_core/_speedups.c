@@ -1,4 +1,5 @@
-/* The caller's hot path in C: the cleaner's common case, and a plain track call.
+/* The caller's hot path in C: the cleaner's common case, a plain track call, message ids,
+ * timestamps and the engine's queue. segment_core/_native.py is its one import site.
  *
  * clean_plain:
  * Every call cleans the caller's properties and context on the caller's
@@ -6,21 +7,26 @@
  * the same walk for the values whose cleaning is fixed and simple (exact str,
  * int, bool, None, float, dict with str keys, list, tuple, set, frozenset,
  * naive or UTC datetime, date) and gives up, returning NOT_PLAIN, on anything
- * else: the Python cleaner (_clean.py) then does the whole value, so its rules
- * stay the only rules. For the values it does take, the result is exactly the
- * Python cleaner's (tests/test_speedups.py checks that with hypothesis).
+ * else: the Python cleaner (_value_cleaning.py) then does the whole value, so
+ * its rules stay the only rules. For the values it does take, the result is
+ * exactly the Python cleaner's: both forms (the wire's, and the one a call
+ * returns, where datetimes and dates stay objects), and the same charges
+ * against the message's byte budget, so both stop at the same point
+ * (tests/test_speedups.py checks that with hypothesis).
  *
  * No Python code runs during the walk: types are checked exactly, so no
  * __eq__, __hash__ or __iter__ of a subclass is ever called.
  *
  * build_track: the whole of build_message("track", ...) for the call most
  * services make thousands of times a second: string ids, an event name, and
- * dicts of plain values. It builds the same dict in the same key order, encodes
- * it with the builder's own msgspec encoder and returns the same BuiltMessage;
- * any other argument (a number or UUID id, a datetime timestamp, a value the
- * cleaner must drop or convert, an oversized message) gives NOT_PLAIN, and
- * _build.py decides, so validation and its errors have one home. What it saves
- * is the Python glue between those steps, about a third of a call.
+ * dicts of plain values. It builds the same wire dict in the same key order,
+ * encodes it with the builder's own msgspec encoder, builds the same returned
+ * message (segment-analytics-python 2.4's keys, in its order) and returns the
+ * same BuiltMessage; any other argument (a number or UUID id, a datetime
+ * timestamp, a value the cleaner must drop or convert, an oversized message)
+ * gives NOT_PLAIN, and _message_builder.py decides, so validation and its
+ * errors have one home. What it saves is the Python glue between those steps,
+ * about a third of a call.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,10 +38,21 @@
 /* Deeper than this, the Python cleaner decides (it drops containers at 64
  * levels with a warning, and a cycle is infinitely deep). */
 #define PLAIN_MAX_DEPTH 48
-/* Values shared many times over (a list holding itself twice, nested) would
- * make the walk exponential; past this many containers, hand over to Python,
- * which can at least be interrupted. A message holds far fewer: it is <= 32 KB. */
-#define PLAIN_MAX_CONTAINERS 100000
+/* The least JSON an entry adds to its container ('"":0' and a comma), and an item ('0' and a comma):
+ * what a container is charged per entry against the message's byte budget, as _value_cleaning.py
+ * charges it (DICT_ENTRY_BYTES, LIST_ITEM_BYTES). Values shared many times over (a list holding
+ * itself twice, nested) are charged each time they are reached, so the walk stops within the budget
+ * however the input is shaped. */
+#define DICT_ENTRY_BYTES 5
+#define LIST_ITEM_BYTES 2
+
+/* How a cleaning step ended: both forms made, an exception set, or a value for the Python rules. */
+enum { CLEANED = 0, FAILED = -1, NOT_PLAIN = 1 };
+
+/* integrations, anonymousId, properties, timestamp, context, userId, type, event, messageId */
+#define RETURNED_TRACK_KEYS 9
+/* type, event, properties, messageId, timestamp, userId, anonymousId, context, integrations */
+#define TRACK_WIRE_FIELDS 9
 
 /* What the module keeps between calls: its own state (PEP 489 multi-phase init, m_size > 0), so each
  * module object, in each interpreter, has its own. Functions get it from their module argument, methods
@@ -48,6 +65,8 @@ typedef struct {
     PyObject *encode_into;         /* the encode_into method of the builder's msgspec.json.Encoder */
     PyObject *encode_buffer;       /* a bytearray encode_into reuses: no buffer grown from scratch per call */
     PyObject *built_type;          /* _message_builder.BuiltMessage */
+    PyObject *track_wire_type;     /* _message_builder._TrackWire */
+    PyObject *track_wire_kwnames;  /* its field names, in order */
     PyObject *library_name, *library_version;
     Py_ssize_t max_message_bytes;
     PyObject *python_timestamp;    /* _message_builder._format_timestamp: the rules, and every hard case */
@@ -61,15 +80,20 @@ typedef struct {
     PyObject *sixty_four;
     PyObject *key_type, *key_event, *key_properties, *key_message_id, *key_timestamp, *key_user_id;
     PyObject *key_anonymous_id, *key_context, *key_integrations, *key_library, *key_name, *key_version;
+    /* The keys of a track call's returned message in 2.4's order (borrowed from the keys above), and
+     * a dict of them all, each None, to copy. */
+    PyObject *returned_track_keys[RETURNED_TRACK_KEYS];
+    PyObject *returned_track_template;
 } SpeedupsState;
 
 /* Every PyObject * of the state, for traverse and clear. */
 #define STATE_OBJECTS(X)                                                                                   \
     X(not_plain) X(message_ids_type) X(intake_type) X(encode_into) X(encode_buffer) X(built_type)          \
+    X(track_wire_type) X(track_wire_kwnames)                                                                 \
     X(library_name) X(library_version) X(python_timestamp) X(cached_second_text) X(track_type)             \
     X(built_kwnames) X(empty_tuple) X(sixty_four) X(key_type) X(key_event) X(key_properties)               \
     X(key_message_id) X(key_timestamp) X(key_user_id) X(key_anonymous_id) X(key_context)                   \
-    X(key_integrations) X(key_library) X(key_name) X(key_version)
+    X(key_integrations) X(key_library) X(key_name) X(key_version) X(returned_track_template)
 
 static inline SpeedupsState *
 module_state(PyObject *module)
@@ -77,7 +101,8 @@ module_state(PyObject *module)
     return (SpeedupsState *)PyModule_GetState(module);
 }
 
-static PyObject *clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget);
+static int clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget, PyObject **wire,
+                       PyObject **shown);
 
 static PyObject *
 not_plain(SpeedupsState *state)
@@ -107,8 +132,8 @@ put_digits(char *end, int value, int width)
 
 /* datetime.isoformat() of a naive or UTC datetime (other zones are not plain), or date.isoformat().
  * Written digit by digit: snprintf cost a tenth of a whole call. */
-static PyObject *
-format_datetime(SpeedupsState *state, PyObject *dt)
+static int
+format_datetime(PyObject *dt, PyObject **text_out)
 {
     const char *offset = "";
     if (PyDateTime_Check(dt)) {
@@ -117,7 +142,7 @@ format_datetime(SpeedupsState *state, PyObject *dt)
             offset = "+00:00";
         }
         else if (tz != Py_None) {
-            return not_plain(state);
+            return NOT_PLAIN;
         }
     }
     char text[40]; /* 2026-11-23T13:08:42.123456+00:00 is 32 */
@@ -143,125 +168,202 @@ format_datetime(SpeedupsState *state, PyObject *dt)
         memcpy(at, offset, offset_length);
         at += offset_length;
     }
-    return PyUnicode_FromStringAndSize(text, at - text);
+    *text_out = PyUnicode_FromStringAndSize(text, at - text);
+    return *text_out == NULL ? FAILED : CLEANED;
 }
 
-/* A copy of the dict with every value cleaned; NOT_PLAIN if a key is not an exact str. */
-static PyObject *
-clean_dict(SpeedupsState *state, PyObject *dict, int depth, Py_ssize_t *budget)
+/* Spends `size` bytes of the budget; false once it is overspent (the Python cleaner then raises). */
+static inline int
+charge(Py_ssize_t *budget, Py_ssize_t size)
 {
-    if (depth >= PLAIN_MAX_DEPTH || --*budget < 0) {
-        return not_plain(state);
+    *budget -= size;
+    return *budget >= 0;
+}
+
+/* The two forms of a dict: a copy with every value cleaned (*wire), and the same with datetimes and
+ * dates kept (*shown: the same object, with its own reference, unless one sits inside). NOT_PLAIN if a
+ * key is not an exact str, or a value is not plain. */
+static int
+clean_dict(SpeedupsState *state, PyObject *dict, int depth, Py_ssize_t *budget, PyObject **wire_out,
+           PyObject **shown_out)
+{
+    if (depth >= PLAIN_MAX_DEPTH || !charge(budget, DICT_ENTRY_BYTES * PyDict_GET_SIZE(dict))) {
+        return NOT_PLAIN;
     }
     /* Copy in one go, then replace the values that change: most don't. */
-    PyObject *out = PyDict_Copy(dict);
-    if (out == NULL) {
-        return NULL;
+    PyObject *wire = PyDict_Copy(dict);
+    if (wire == NULL) {
+        return FAILED;
     }
+    PyObject *shown = NULL; /* made at the first value whose forms differ, from the wire form so far */
+    int status = CLEANED;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
-    while (PyDict_Next(out, &pos, &key, &value)) {
+    while (PyDict_Next(wire, &pos, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
-            Py_DECREF(out);
-            return not_plain(state);
+            status = NOT_PLAIN;
+            break;
         }
         if (kept_as_is(value)) {
             continue;
         }
-        PyObject *cleaned = clean_value(state, value, depth + 1, budget);
-        if (cleaned == NULL || cleaned == state->not_plain) {
-            Py_DECREF(out);
-            return cleaned;
+        PyObject *wire_value, *shown_value;
+        status = clean_value(state, value, depth + 1, budget, &wire_value, &shown_value);
+        if (status != CLEANED) {
+            break;
+        }
+        int failed = 0;
+        if (shown == NULL && shown_value != wire_value) {
+            shown = PyDict_Copy(wire);
+            failed = shown == NULL;
         }
         /* Replacing the value of an existing key never resizes, so iteration goes on safely. */
         Py_INCREF(key);
-        int failed = PyDict_SetItem(out, key, cleaned);
+        failed = failed || PyDict_SetItem(wire, key, wire_value)
+                 || (shown != NULL && PyDict_SetItem(shown, key, shown_value));
         Py_DECREF(key);
-        Py_DECREF(cleaned);
+        Py_DECREF(wire_value);
+        Py_DECREF(shown_value);
         if (failed) {
-            Py_DECREF(out);
-            return NULL;
+            status = FAILED;
+            break;
         }
     }
-    return out;
+    if (status != CLEANED) {
+        Py_DECREF(wire);
+        Py_XDECREF(shown);
+        return status;
+    }
+    *wire_out = wire;
+    *shown_out = shown != NULL ? shown : Py_NewRef(wire);
+    return CLEANED;
 }
 
-/* A list of the cleaned items of a list, tuple, set or frozenset (in iteration order). */
-static PyObject *
-clean_sequence(SpeedupsState *state, PyObject *seq, int depth, Py_ssize_t *budget)
+/* The two forms of a list, tuple, set or frozenset: lists of its cleaned items (in iteration order). */
+static int
+clean_sequence(SpeedupsState *state, PyObject *seq, int depth, Py_ssize_t *budget, PyObject **wire_out,
+               PyObject **shown_out)
 {
-    if (depth >= PLAIN_MAX_DEPTH || --*budget < 0) {
-        return not_plain(state);
+    Py_ssize_t size = PyAnySet_Check(seq) ? PySet_GET_SIZE(seq) : Py_SIZE(seq);
+    if (depth >= PLAIN_MAX_DEPTH || !charge(budget, LIST_ITEM_BYTES * size)) {
+        return NOT_PLAIN;
     }
-    /* A list or tuple comes back as itself (a tuple) or a copy; a set as a new list. */
-    PyObject *items = PySequence_List(seq);
-    if (items == NULL) {
-        return NULL;
+    /* A list or tuple comes back as a copy; a set as a new list. */
+    PyObject *wire = PySequence_List(seq);
+    if (wire == NULL) {
+        return FAILED;
     }
-    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *shown = NULL; /* as in clean_dict */
+    Py_ssize_t n = PyList_GET_SIZE(wire);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *value = PyList_GET_ITEM(items, i);
+        PyObject *value = PyList_GET_ITEM(wire, i);
         if (kept_as_is(value)) {
             continue;
         }
-        PyObject *cleaned = clean_value(state, value, depth + 1, budget);
-        if (cleaned == NULL || cleaned == state->not_plain) {
-            Py_DECREF(items);
-            return cleaned;
+        PyObject *wire_value, *shown_value;
+        int status = clean_value(state, value, depth + 1, budget, &wire_value, &shown_value);
+        if (status == CLEANED && shown == NULL && shown_value != wire_value) {
+            shown = PyList_GetSlice(wire, 0, n); /* item i is replaced below, in both */
+            if (shown == NULL) {
+                Py_DECREF(wire_value);
+                Py_DECREF(shown_value);
+                status = FAILED;
+            }
         }
-        PyList_SET_ITEM(items, i, cleaned); /* steals cleaned */
+        if (status != CLEANED) {
+            Py_DECREF(wire);
+            Py_XDECREF(shown);
+            return status;
+        }
+        PyList_SET_ITEM(wire, i, wire_value); /* steals wire_value */
         Py_DECREF(value);
+        if (shown != NULL) {
+            PyObject *old = PyList_GET_ITEM(shown, i);
+            PyList_SET_ITEM(shown, i, shown_value); /* steals shown_value */
+            Py_DECREF(old);
+        }
+        else {
+            Py_DECREF(shown_value);
+        }
     }
-    return items;
+    *wire_out = wire;
+    *shown_out = shown != NULL ? shown : Py_NewRef(wire);
+    return CLEANED;
 }
 
-static PyObject *
-clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget)
+static int
+clean_value(SpeedupsState *state, PyObject *value, int depth, Py_ssize_t *budget, PyObject **wire,
+            PyObject **shown)
 {
     if (kept_as_is(value)) {
-        return Py_NewRef(value);
+        *wire = Py_NewRef(value);
+        *shown = Py_NewRef(value);
+        return CLEANED;
     }
     PyTypeObject *type = Py_TYPE(value);
     if (type == &PyFloat_Type) {
         /* NaN and infinities have no JSON form: null, as the Python cleaner does. */
-        return Py_NewRef(Py_None);
+        *wire = Py_NewRef(Py_None);
+        *shown = Py_NewRef(Py_None);
+        return CLEANED;
     }
     if (type == &PyDict_Type) {
-        return clean_dict(state, value, depth, budget);
+        return clean_dict(state, value, depth, budget, wire, shown);
     }
     if (type == &PyList_Type || type == &PyTuple_Type || type == &PySet_Type || type == &PyFrozenSet_Type) {
-        return clean_sequence(state, value, depth, budget);
+        return clean_sequence(state, value, depth, budget, wire, shown);
     }
     if (PyDateTime_CheckExact(value) || PyDate_CheckExact(value)) {
-        return format_datetime(state, value);
+        int status = format_datetime(value, wire);
+        if (status == CLEANED) {
+            *shown = Py_NewRef(value); /* the returned message keeps the caller's object, as 2.4's does */
+        }
+        return status;
     }
-    return not_plain(state);
+    return NOT_PLAIN;
 }
 
+/* clean_plain(value, budget): (wire, returned, budget left), or NOT_PLAIN. */
 static PyObject *
-clean_plain_dict(SpeedupsState *state, PyObject *value)
+clean_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyDict_CheckExact(value)) {
+    SpeedupsState *state = module_state(module);
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "clean_plain(value, budget) takes 2 arguments");
+        return NULL;
+    }
+    Py_ssize_t budget = PyLong_AsSsize_t(args[1]);
+    if (budget == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[0])) {
         return not_plain(state);
     }
-    Py_ssize_t budget = PLAIN_MAX_CONTAINERS;
-    return clean_dict(state, value, 0, &budget);
+    PyObject *wire, *shown;
+    int status = clean_dict(state, args[0], 0, &budget, &wire, &shown);
+    if (status != CLEANED) {
+        return status == FAILED ? NULL : not_plain(state);
+    }
+    return Py_BuildValue("(NNn)", wire, shown, budget);
 }
 
-static PyObject *
-clean_plain(PyObject *module, PyObject *value)
-{
-    return clean_plain_dict(module_state(module), value);
-}
-
-/* A cleaned copy of an optional dict argument: {} for None, NOT_PLAIN for anything but a plain dict. */
-static PyObject *
-plain_dict_argument(SpeedupsState *state, PyObject *value)
+/* The two forms of an optional dict argument: {} (one object) for None; NOT_PLAIN unless a plain dict. */
+static int
+plain_dict_argument(SpeedupsState *state, PyObject *value, Py_ssize_t *budget, PyObject **wire,
+                    PyObject **shown)
 {
     if (value == Py_None) {
-        return PyDict_New();
+        *wire = PyDict_New();
+        if (*wire == NULL) {
+            return FAILED;
+        }
+        *shown = Py_NewRef(*wire);
+        return CLEANED;
     }
-    return clean_plain_dict(state, value);
+    if (!PyDict_CheckExact(value)) {
+        return NOT_PLAIN;
+    }
+    return clean_dict(state, value, 0, budget, wire, shown);
 }
 
 /* An id the builder takes as it is: a non-empty exact str. */
@@ -269,18 +371,6 @@ static inline int
 plain_id(PyObject *value)
 {
     return PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) > 0;
-}
-
-static int
-set_item(PyObject *dict, PyObject *key, PyObject *value)
-{
-    /* Steals value, as the callers below hand over what they made. */
-    if (value == NULL) {
-        return -1;
-    }
-    int failed = PyDict_SetItem(dict, key, value);
-    Py_DECREF(value);
-    return failed;
 }
 
 static PyObject *
@@ -295,7 +385,7 @@ library_dict(SpeedupsState *state)
     return library;
 }
 
-/* _build._format_timestamp(wall) for a finite wall within years 1-9999: calls come many to a second,
+/* _message_builder._format_timestamp(wall) for a finite wall within years 1-9999: calls come many to a second,
  * so the second's text is kept and only the milliseconds are written. The rounding is Python's:
  * microseconds rounded half to even (nearbyint), then truncated to milliseconds. Anything else,
  * and each new second, goes to the Python function. */
@@ -356,6 +446,25 @@ timestamp_text(PyObject *module, PyObject *wall_object)
     return state_timestamp_text(module_state(module), wall_object);
 }
 
+/* The returned message of a track call: segment-analytics-python 2.4's keys in its order, None where
+ * an id is absent. A copy of a template with those keys: no resizing as it fills, and every value is
+ * then a replacement. */
+static PyObject *
+returned_track(SpeedupsState *state, PyObject *const values[RETURNED_TRACK_KEYS])
+{
+    PyObject *returned = PyDict_Copy(state->returned_track_template);
+    if (returned == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < RETURNED_TRACK_KEYS; i++) {
+        if (PyDict_SetItem(returned, state->returned_track_keys[i], values[i])) {
+            Py_DECREF(returned);
+            return NULL;
+        }
+    }
+    return returned;
+}
+
 static PyObject *
 build_track(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -371,48 +480,49 @@ build_track(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *user_id = args[0], *event = args[1], *properties = args[2], *context = args[3];
     PyObject *anonymous_id = args[4], *integrations = args[5], *message_id = args[6];
     PyObject *wall = args[7], *new_message_id = args[8];
-    int has_user = user_id != Py_None, has_anonymous = anonymous_id != Py_None;
+    int has_user = user_id != Py_None, has_anonymous = anonymous_id != Py_None; /* else None, as the Struct omits */
     if ((has_user && !plain_id(user_id)) || (has_anonymous && !plain_id(anonymous_id))
         || !(has_user || has_anonymous) || !PyUnicode_CheckExact(event)
         || (message_id != Py_None && !plain_id(message_id))) {
         return not_plain(state);
     }
-    PyObject *msg = NULL, *props = NULL, *ctx = NULL, *integ = NULL, *id = NULL, *encoded = NULL, *data = NULL;
+    /* The three dict arguments, each in its wire form and its returned form. */
+    PyObject *wire[3] = {NULL, NULL, NULL}, *shown[3] = {NULL, NULL, NULL};
+    PyObject *msg = NULL, *id = NULL, *encoded = NULL, *data = NULL, *library = NULL, *returned = NULL;
     PyObject *result = NULL;
     PyObject *timestamp = state_timestamp_text(state, wall);
     if (timestamp == NULL) {
         return NULL;
     }
-    /* The three dict arguments, cleaned in order; the first that is not plain (or fails) ends it. */
+    /* Cleaned in build_message's order against one budget; the first that is not plain (or fails) ends it. */
+    Py_ssize_t budget = state->max_message_bytes;
     PyObject *given[3] = {properties, context, integrations};
-    PyObject **cleaned[3] = {&props, &ctx, &integ};
     for (int i = 0; i < 3; i++) {
-        PyObject *value = plain_dict_argument(state, given[i]);
-        if (value == NULL || value == state->not_plain) {
-            result = value;
+        int status = plain_dict_argument(state, given[i], &budget, &wire[i], &shown[i]);
+        if (status != CLEANED) {
+            result = status == FAILED ? NULL : not_plain(state);
             goto done;
         }
-        *cleaned[i] = value;
     }
+    PyObject *props = wire[0], *ctx = wire[1], *integ = wire[2];
     /* A fresh library dict each time: the caller may mutate the returned message. */
-    if (set_item(ctx, state->key_library, library_dict(state))) {
+    library = library_dict(state);
+    if (library == NULL || PyDict_SetItem(ctx, state->key_library, library)
+        || (shown[1] != ctx && PyDict_SetItem(shown[1], state->key_library, library))) {
         goto done;
     }
     id = message_id == Py_None ? PyObject_CallNoArgs(new_message_id) : Py_NewRef(message_id);
-    msg = PyDict_New();
-    if (id == NULL || msg == NULL) {
+    if (id == NULL) {
         goto done;
     }
-    /* The key order of build_message, so the JSON is byte for byte the same. */
-    if (set_item(msg, state->key_type, Py_NewRef(state->track_type))
-        || set_item(msg, state->key_event, Py_NewRef(event))
-        || set_item(msg, state->key_properties, Py_NewRef(props))
-        || set_item(msg, state->key_message_id, Py_NewRef(id))
-        || set_item(msg, state->key_timestamp, Py_NewRef(timestamp))
-        || (has_user && set_item(msg, state->key_user_id, Py_NewRef(user_id)))
-        || (has_anonymous && set_item(msg, state->key_anonymous_id, Py_NewRef(anonymous_id)))
-        || set_item(msg, state->key_context, Py_NewRef(ctx))
-        || set_item(msg, state->key_integrations, Py_NewRef(integ))) {
+    /* The wire message as a _TrackWire Struct: build_message's keys in its order, an absent id left
+     * out (omit_defaults), so the JSON is byte for byte the same as its dict's. Cheaper to make and
+     * to encode than a dict: its keys are encoded once, when the type is made. */
+    PyObject *wire_values[TRACK_WIRE_FIELDS] = {
+        state->track_type, event, props, id, timestamp, user_id, anonymous_id, ctx, integ,
+    };
+    msg = PyObject_Vectorcall(state->track_wire_type, wire_values, 0, state->track_wire_kwnames);
+    if (msg == NULL) {
         goto done;
     }
     /* Encoded into one reused bytearray (the GIL is held from here to the copy, and plain values
@@ -435,17 +545,28 @@ build_track(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (data == NULL) {
         goto done;
     }
-    PyObject *values[3] = {msg, data, state->empty_tuple};
+    /* integrations, anonymousId, properties, timestamp, context, userId, type, event, messageId */
+    PyObject *returned_values[RETURNED_TRACK_KEYS] = {
+        shown[2], anonymous_id, shown[0], timestamp, shown[1], user_id, state->track_type, event, id,
+    };
+    returned = returned_track(state, returned_values);
+    if (returned == NULL) {
+        goto done;
+    }
+    PyObject *values[3] = {returned, data, state->empty_tuple};
     result = PyObject_Vectorcall(state->built_type, values, 0, state->built_kwnames);
 done:
     Py_DECREF(timestamp);
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(wire[i]);
+        Py_XDECREF(shown[i]);
+    }
+    Py_XDECREF(library);
     Py_XDECREF(id);
     Py_XDECREF(msg);
-    Py_XDECREF(props);
-    Py_XDECREF(ctx);
-    Py_XDECREF(integ);
     Py_XDECREF(encoded);
     Py_XDECREF(data);
+    Py_XDECREF(returned);
     return result;
 }
 
@@ -646,9 +767,9 @@ message_ids(PyObject *module, PyObject *random_bytes)
     return (PyObject *)source;
 }
 
-/* Intake: _intake.PyIntake in C, the engine's queue and its batch boundaries. Engine.enqueue runs
+/* Intake: _message_queue.PyIntake in C, the engine's queue and its batch boundaries. Engine.enqueue runs
  * once a call on the caller's thread and is nothing but Intake.add; as Python, its attribute reads
- * and writes cost about a seventh of a whole call. _intake.py is the specification: the same
+ * and writes cost about a seventh of a whole call. _message_queue.py is the specification: the same
  * state by the same rules (tests/test_intake.py drives both with hypothesis). Under the GIL, add
  * and the takes are atomic, as the engine's callers expect: add runs no Python code once it has
  * read the state, and a take re-reads it after the one allocation that could (a collection).
@@ -1021,19 +1142,25 @@ static PyObject *
 configure(PyObject *module, PyObject *args)
 {
     SpeedupsState *state = module_state(module);
-    PyObject *encoder, *built_type, *name, *version, *python_timestamp;
+    PyObject *encoder, *built_type, *track_wire_type, *name, *version, *python_timestamp;
     Py_ssize_t max_bytes;
-    if (!PyArg_ParseTuple(args, "OOUUnO:configure", &encoder, &built_type, &name, &version, &max_bytes,
-                          &python_timestamp)) {
+    if (!PyArg_ParseTuple(args, "OOOUUnO:configure", &encoder, &built_type, &track_wire_type, &name, &version,
+                          &max_bytes, &python_timestamp)) {
         return NULL;
     }
     PyObject *encode_into = PyObject_GetAttrString(encoder, "encode_into");
     PyObject *buffer = PyByteArray_FromStringAndSize(NULL, 0);
-    if (encode_into == NULL || buffer == NULL) {
+    PyObject *kwnames = PyTuple_Pack(TRACK_WIRE_FIELDS, state->key_type, state->key_event, state->key_properties,
+                                     state->key_message_id, state->key_timestamp, state->key_user_id,
+                                     state->key_anonymous_id, state->key_context, state->key_integrations);
+    if (encode_into == NULL || buffer == NULL || kwnames == NULL) {
         Py_XDECREF(encode_into);
         Py_XDECREF(buffer);
+        Py_XDECREF(kwnames);
         return NULL;
     }
+    Py_XSETREF(state->track_wire_type, Py_NewRef(track_wire_type));
+    Py_XSETREF(state->track_wire_kwnames, kwnames);
     Py_XSETREF(state->python_timestamp, Py_NewRef(python_timestamp));
     Py_CLEAR(state->cached_second_text);
     Py_XSETREF(state->encode_into, encode_into);
@@ -1046,9 +1173,10 @@ configure(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef speedups_methods[] = {
-    {"clean_plain", clean_plain, METH_O,
-     "clean_plain(value)\n--\n\n"
-     "A cleaned copy of a dict of plain JSON values, or NOT_PLAIN if it holds anything else."},
+    {"clean_plain", (PyCFunction)(void (*)(void))clean_plain, METH_FASTCALL,
+     "clean_plain(value, budget)\n--\n\n"
+     "(wire form, returned form, budget left) of a dict of plain values, or NOT_PLAIN if it holds anything "
+     "else or its charges pass the budget."},
     {"build_track", (PyCFunction)(void (*)(void))build_track, METH_FASTCALL,
      "build_track(user_id, event, properties, context, anonymous_id, integrations, message_id, wall, "
      "new_message_id)\n--\n\n"
@@ -1061,10 +1189,11 @@ static PyMethodDef speedups_methods[] = {
      "A callable giving a UUID4 text per call, from random_bytes(4096) 16 bytes at a time."},
     {"timestamp_text", timestamp_text, METH_O,
      "timestamp_text(wall)\n--\n\n"
-     "_build._format_timestamp(wall): ISO-8601 UTC with milliseconds."},
+     "_message_builder._format_timestamp(wall): ISO-8601 UTC with milliseconds."},
     {"configure", configure, METH_VARARGS,
-     "configure(encoder, built_type, library_name, library_version, max_message_bytes, python_timestamp)\n--\n\n"
-     "What build_track and timestamp_text need from _build.py."},
+     "configure(encoder, built_type, track_wire_type, library_name, library_version, max_message_bytes, "
+     "python_timestamp)\n--\n\n"
+     "What build_track and timestamp_text need from _message_builder.py."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1102,6 +1231,21 @@ speedups_exec(PyObject *module)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         *keys[i].slot = PyUnicode_InternFromString(keys[i].text);
         if (*keys[i].slot == NULL) {
+            return -1;
+        }
+    }
+    PyObject *returned_keys[RETURNED_TRACK_KEYS] = {
+        state->key_integrations, state->key_anonymous_id, state->key_properties, state->key_timestamp,
+        state->key_context,      state->key_user_id,      state->key_type,       state->key_event,
+        state->key_message_id,
+    };
+    state->returned_track_template = PyDict_New();
+    if (state->returned_track_template == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < RETURNED_TRACK_KEYS; i++) {
+        state->returned_track_keys[i] = returned_keys[i];
+        if (PyDict_SetItem(state->returned_track_template, returned_keys[i], Py_None) < 0) {
             return -1;
         }
     }

@@ -5,7 +5,7 @@ _Signal = TypeVar("_Signal")
 
 NOT_PLAIN: object
 
-def clean_plain(value: object, /) -> Any: ...
+def clean_plain(value: object, budget: int, /) -> Any: ...
 def build_track(
     user_id: object,
     event: object,
@@ -21,6 +21,7 @@ def build_track(
 def configure(
     encoder: Any,
     built_type: type,
+    track_wire_type: type,
     library_name: str,
     library_version: str,
     max_message_bytes: int,
@@ -32,7 +33,7 @@ def timestamp_text(wall: float, /) -> str: ...
 def uuid4_text(bits: int, /) -> str: ...
 
 class Intake(Generic[_Signal]):
-    """_intake.PyIntake in C."""
+    """_message_queue.PyIntake in C."""
 
     accepting: bool
     @property

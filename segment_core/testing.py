@@ -308,7 +308,7 @@ class Simulator:
         """Build a message as a client call would (``call("track", user_id=..., event=...)``) and enqueue it.
 
         Returns:
-            The wire message, with the messageId and timestamp the simulation gave it.
+            The message as the call returns it, with the messageId and timestamp the simulation gave it.
         """
         built = build_message(
             type,

@@ -62,6 +62,28 @@ def strict_loads(data: bytes) -> Any:
     return json.loads(data, parse_constant=refuse)
 
 
+def wire(built: BuiltMessage) -> dict[str, Any]:
+    """The message as sent."""
+    sent: dict[str, Any] = strict_loads(built.data)
+    return sent
+
+
+def as_json(value: object) -> Any:
+    """A returned value as JSON writes it: datetimes and dates as isoformat() text."""
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat()))
+
+
+def assert_returned_shows_what_was_sent(built: BuiltMessage) -> None:
+    """Every key sent is in the returned message with the same value as JSON; the rest are None."""
+    sent, returned = wire(built), built.message
+    assert {key for key, value in returned.items() if value is not None} == set(sent)
+    for key, value in sent.items():
+        if key in ("groupId", "previousId") and not isinstance(returned[key], str):
+            assert isinstance(returned[key], (int, float)), "a number given stays a number, as 2.4 returns it"
+            continue
+        assert as_json(returned[key]) == value, key
+
+
 # --- validation -------------------------------------------------------------
 
 VALID: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
@@ -230,10 +252,11 @@ def _invalid_params() -> list[Any]:
 @pytest.mark.parametrize(("type_", "kwargs", "expected"), _valid_params())
 def test_valid_calls(type_: str, kwargs: dict[str, Any], expected: dict[str, Any]) -> None:
     built = build(type_, **kwargs)
+    sent = wire(built)
     for key, value in expected.items():
-        assert built.message[key] == value, key
-    assert built.message["type"] == type_
-    assert strict_loads(built.data) == built.message
+        assert sent[key] == value, key
+    assert sent["type"] == built.message["type"] == type_
+    assert_returned_shows_what_was_sent(built)
     decoded = msgspec.json.decode(built.data, type=Message)
     assert decoded.__struct_config__.tag == type_
 
@@ -333,17 +356,20 @@ WIRE_KEYS = [
 @pytest.mark.parametrize(("type_", "kwargs", "own_keys"), WIRE_KEYS, ids=[row[0] for row in WIRE_KEYS])
 def test_keys_on_the_wire(type_: str, kwargs: dict[str, Any], own_keys: set[str]) -> None:
     common = {"type", "messageId", "timestamp", "userId", "context", "integrations"}
-    assert set(build(type_, **kwargs).message) == common | own_keys
+    assert set(wire(build(type_, **kwargs))) == common | own_keys
 
 
-def test_absent_ids_and_names_are_omitted_not_null() -> None:
-    message = build("page", anonymous_id="a").message
+def test_absent_ids_and_names_are_omitted_on_the_wire_and_none_in_the_returned_message() -> None:
+    built = build("page", anonymous_id="a")
+    message = wire(built)
     assert "userId" not in message
     assert "name" not in message
     assert "category" not in message
     assert None not in message.values()
-    message = build("track", user_id="u", event="E").message
-    assert "anonymousId" not in message
+    assert built.message["userId"] is built.message["name"] is built.message["category"] is None
+    built = build("track", user_id="u", event="E")
+    assert "anonymousId" not in wire(built)
+    assert built.message["anonymousId"] is None
 
 
 # --- stamping -----------------------------------------------------------------
@@ -520,7 +546,9 @@ def test_the_context_is_copied_cleaned_and_gains_the_library() -> None:
     assert out["page"] == {"path": "/", "tags": ["a", ["b", "c"]]}
     assert out["page"] is not context["page"]
     assert out["page"]["tags"] is not context["page"]["tags"]  # type: ignore[index]
-    assert out["when"] == "2020-01-01"
+    assert out["when"] == date(2020, 1, 1), "the returned message keeps the date, as 2.4's does"
+    assert wire(built)["context"]["when"] == "2020-01-01"
+    assert wire(built)["context"]["library"] == LIBRARY
 
 
 def test_the_library_is_added_to_an_absent_context_and_never_shared() -> None:
@@ -551,10 +579,31 @@ def test_properties_and_traits_are_never_mutated() -> None:
 
 
 def test_the_data_is_the_message_as_strict_json() -> None:
-    properties = {"n": float("nan"), "big": 10**40, "d": Decimal("2.50"), "u": U, "t": ("x",), "b": b"\xff"}
+    properties = {
+        "n": float("nan"),
+        "big": 10**40,
+        "d": Decimal("2.50"),
+        "i": Decimal("3"),
+        "u": U,
+        "t": ("x",),
+        "b": b"\xff",
+        "when": datetime(2020, 1, 2, tzinfo=timezone.utc),
+    }
     built = build("track", user_id="u", event="E", properties=properties)
-    assert strict_loads(built.data) == built.message
-    assert built.message["properties"] == {"n": None, "big": 10**40, "d": 2.5, "u": str(U), "t": ["x"]}
+    assert wire(built)["properties"] == {
+        "n": None,
+        "big": 10**40,
+        "d": 2.5,
+        "i": 3,
+        "u": str(U),
+        "t": ["x"],
+        "when": "2020-01-02T00:00:00+00:00",
+    }
+    assert b'"i":3,' in built.data
+    returned = built.message["properties"]
+    assert returned == {**wire(built)["properties"], "i": 3.0, "when": properties["when"]}
+    assert type(returned["i"]) is float, "2.4 returns float(Decimal)"
+    assert returned["when"] is properties["when"]
     assert built.dropped == ("properties.b: invalid UTF-8 in bytes",)
     assert b"NaN" not in built.data
 
@@ -577,18 +626,20 @@ def test_exactly_one_encode_per_message(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(build_module, "_ENCODER", Counting())
     built = build("track", user_id="u", event="E", properties={"a": 1, "when": datetime(2020, 1, 1)})
     assert len(encodes) == 1
-    assert encodes[0] is built.message
+    assert real.encode(encodes[0]) == built.data
 
 
 def test_lone_surrogates_in_values_are_dropped_with_a_warning() -> None:
-    built = build("track", user_id="u", event="E", properties={"bad": "x\ud800", "ok": "é"}, context={"k": ["\udfff"]})
-    assert built.message["properties"] == {"ok": "é"}
+    properties = {"bad": "x\ud800", "ok": "é", "when": date(2020, 1, 1)}
+    built = build("track", user_id="u", event="E", properties=properties, context={"k": ["\udfff"]})
+    assert built.message["properties"] == {"ok": "é", "when": date(2020, 1, 1)}
     assert built.message["context"] == {"k": [], "library": LIBRARY}
+    assert wire(built)["properties"] == {"ok": "é", "when": "2020-01-01"}
     assert built.dropped == (
         "properties.bad: str is not valid Unicode (lone surrogates)",
         "context.k[0]: str is not valid Unicode (lone surrogates)",
     )
-    assert strict_loads(built.data) == built.message
+    assert_returned_shows_what_was_sent(built)
 
 
 @pytest.mark.parametrize("field", ["user_id", "anonymous_id", "event", "message_id"])
@@ -815,3 +866,42 @@ def test_the_message_modules_are_pure(module: str) -> None:
             assert (node.module or "").split(".")[0] not in IMPURE_MODULES
         elif isinstance(node, ast.Attribute):
             assert node.attr not in IMPURE_CALLS, f"{module}: .{node.attr}"
+
+
+# --- cost bounded by the message limit; subclasses read as 2.4 reads them -----------------------------
+
+
+def test_shared_sub_objects_stop_the_build_within_the_message_limit() -> None:
+    """22 levels of a = [a, a] is 4M lists written out: it used to cost 10 s and 791 MB before MessageTooLarge."""
+    import tracemalloc
+
+    shared: list[Any] = []
+    for _ in range(22):
+        shared = [shared, shared]
+    tracemalloc.start()
+    try:
+        with pytest.raises(MessageTooLarge):
+            build("track", user_id="u", event="E", properties={"a": shared})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+class HidingDict(dict[str, Any]):
+    """What items() gives (2.4 reads that) differs from its storage (dict(d) and the encoder read that)."""
+
+    def items(self) -> Any:
+        return [("shown", 1), ("when", date(2020, 1, 2))]
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_dict_subclasses_are_cleaned_through_items_never_raising_from_the_encoder(where: str) -> None:
+    hiding = HidingDict(stored=Opaque(), other={1, 2})
+    properties: Any = hiding if where == "top" else {"d": hiding}
+    built = build("track", user_id="u", event="E", properties=properties)
+    expected = {"shown": 1, "when": "2020-01-02"}
+    assert wire(built)["properties"] == (expected if where == "top" else {"d": expected})
+    shown = {"shown": 1, "when": date(2020, 1, 2)}
+    assert built.message["properties"] == (shown if where == "top" else {"d": shown})
+    assert built.dropped == ()

@@ -1,9 +1,11 @@
 """The C fast paths (segment_core/_speedups.c) against the Python rules they stand in for.
 
 ``clean_plain`` either gives up (NOT_PLAIN) or returns exactly what the Python
-cleaner returns, with no warnings: a copy that never aliases the caller's
-containers. The Python cleaner is called through ``_clean_dict`` here, which
-never takes the fast path, so the two really are compared.
+cleaner returns, with no warnings: both forms (wire and returned), copies that
+never alias the caller's containers, and the same budget left; it gives up
+exactly where the Python cleaner finds the budget spent. The Python cleaner is
+called through ``clean_field_in_python`` here, which never takes the fast path,
+so the two really are compared.
 
 ``build_track`` either gives up or returns exactly what ``build_message("track", ...)``
 returns, bytes included; ``uuid4_text`` is ``str(uuid.UUID(int=..., version=4))``.
@@ -40,19 +42,23 @@ from segment_core._message_builder import (
     _format_timestamp,
     _message_id_from_bits,
     _message_ids,
+    _TrackWire,
     build_message,
 )
 from segment_core._native import speedups
+from segment_core.limits import MAX_MESSAGE_BYTES
 from segment_runtimes.threaded import Client
 
 from .c_path import c_module, requires_c
+
+BUDGET = MAX_MESSAGE_BYTES
 
 # Where the C path is inactive every test is skipped; these names only need to exist.
 NOT_PLAIN: object = object() if speedups is None else speedups.NOT_PLAIN
 
 
-def clean_plain(value: object) -> Any:
-    return c_module().clean_plain(value)
+def clean_plain(value: object, budget: int = BUDGET) -> Any:
+    return c_module().clean_plain(value, budget)
 
 
 def build_track(*arguments: object) -> Any:
@@ -79,9 +85,10 @@ MAKERS = [pytest.param(message_ids, id="c", marks=requires_c), pytest.param(_mes
 UTC = timezone.utc
 
 
-def python_rules(value: dict[Any, Any]) -> tuple[Any, list[str]]:
+def python_rules(value: dict[Any, Any], budget: int = BUDGET) -> tuple[Any, list[str]]:
+    """(wire, returned, budget left) by the Python rules, and their warnings."""
     warnings: list[str] = []
-    return _clean._clean_dict(value, "p", warnings, None, 0), warnings
+    return _clean.clean_field_in_python(value, "p", warnings, budget), warnings
 
 
 def containers(value: Any) -> Iterator[int]:
@@ -157,9 +164,15 @@ def test_plain_values_take_the_fast_path_with_the_python_result(value: dict[str,
     assert fast is not NOT_PLAIN
     expected, warnings = python_rules(value)
     assert warnings == []
-    assert same(fast, expected)
+    wire, returned, left = fast
+    assert same(wire, expected[0])
+    assert same(returned, expected[1])
+    assert left == expected[2], "the same charges"
     assert same(value, before), "the caller's value is never changed"
-    assert not set(containers(fast)) & set(containers(value)), "the copy never shares a container"
+    for form in (wire, returned):
+        assert not set(containers(form)) & set(containers(value)), "the copy never shares a container"
+    # The two forms are one object unless a date or datetime sits inside.
+    assert (wire is returned) == (msgspec.json.encode(wire) == msgspec.json.encode(returned) and wire == returned)
 
 
 @requires_c
@@ -170,7 +183,9 @@ def test_anything_else_is_handed_over_or_cleaned_as_python_does(value: dict[Any,
         return
     expected, warnings = python_rules(value)
     assert warnings == []
-    assert same(fast, expected)
+    assert same(fast[0], expected[0])
+    assert same(fast[1], expected[1])
+    assert fast[2] == expected[2]
 
 
 @requires_c
@@ -195,22 +210,25 @@ def test_what_the_fast_path_hands_over() -> None:
     ]:
         assert clean_plain(value) is NOT_PLAIN, value
     assert clean_plain([1]) is NOT_PLAIN
-    assert clean_plain({"a": {1, 2}}) == {"a": [1, 2]}
+    assert clean_plain({"a": {1, 2}}) == ({"a": [1, 2]}, {"a": [1, 2]}, BUDGET - 5 - 4)
 
 
 @requires_c
 def test_the_builder_takes_the_fast_path(monkeypatch: Any) -> None:
     calls: list[object] = []
 
-    def counting(value: object) -> Any:
+    def counting(value: object, budget: int) -> Any:
         calls.append(value)
-        return clean_plain(value)
+        return clean_plain(value, budget)
 
     monkeypatch.setattr(_clean, "_clean_plain", counting)
     properties = {"when": datetime(2026, 11, 23, 13, 8, 42, 123000, tzinfo=UTC), "n": [1, 2.5, None]}
-    cleaned = _clean.clean_dict(properties, "properties", [])
+    wire, returned, left = _clean.clean_field(properties, "properties", [], 100)
     assert calls == [properties]
-    assert cleaned == {"when": "2026-11-23T13:08:42.123000+00:00", "n": [1, 2.5, None]}
+    assert wire == {"when": "2026-11-23T13:08:42.123000+00:00", "n": [1, 2.5, None]}
+    assert returned == properties
+    assert returned["when"] is properties["when"]
+    assert left == 100 - 2 * 5 - 3 * 2
 
 
 @requires_c
@@ -222,7 +240,10 @@ def test_dates_and_datetimes_are_written_as_isoformat_writes_them() -> None:
         "first": datetime(1, 1, 1),
         "date": date(33, 2, 3),
     }
-    assert clean_plain(values) == {key: value.isoformat() for key, value in values.items()}
+    wire, returned, _ = clean_plain(values)
+    assert wire == {key: value.isoformat() for key, value in values.items()}
+    assert returned == values
+    assert all(returned[key] is values[key] for key in values), "the caller's objects, as 2.4 returns them"
 
 
 # --- messageIds -----------------------------------------------------------------------------------
@@ -497,7 +518,7 @@ def test_each_module_object_has_its_own_state() -> None:
     with pytest.raises(RuntimeError, match="configure"):  # the copy is not configured yet
         second.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
     encoder = msgspec.json.Encoder()
-    second.configure(encoder, BuiltMessage, "other-library", "9.9", 400, _format_timestamp)
+    second.configure(encoder, BuiltMessage, _TrackWire, "other-library", "9.9", 400, _format_timestamp)
     built = second.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
     assert built.message["context"]["library"] == {"name": "other-library", "version": "9.9"}
     assert second.build_track("u", "e", {"pad": "x" * 400}, None, None, None, "id", WALL, lambda: "x") is (
@@ -506,7 +527,7 @@ def test_each_module_object_has_its_own_state() -> None:
     # The first module's settings are untouched.
     ours = first.build_track("u", "e", None, None, None, None, "id", WALL, lambda: "x")
     assert ours.message["context"]["library"]["name"] != "other-library"
-    assert first.clean_plain({"a": second.NOT_PLAIN}) is first.NOT_PLAIN
+    assert first.clean_plain({"a": second.NOT_PLAIN}, BUDGET) is first.NOT_PLAIN
 
 
 @requires_c
@@ -518,3 +539,47 @@ def test_the_c_types_are_final_and_ids_are_not_made_directly() -> None:
         type(speedups.message_ids(os.urandom))()
     with pytest.raises(TypeError):
         speedups.Intake.add = None
+
+
+# --- the budget ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def shared_plain_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    """Plain values whose containers may appear many times over (a DAG)."""
+    nodes: list[Any] = []
+    for _ in range(draw(st.integers(1, 20))):
+        items: list[Any] = []
+        for _ in range(draw(st.integers(0, 4))):
+            shared = bool(nodes) and draw(st.booleans())
+            items.append(nodes[draw(st.integers(0, len(nodes) - 1))] if shared else draw(plain_atoms))
+        kind = draw(st.sampled_from(["list", "tuple", "dict"]))
+        if kind == "list":
+            nodes.append(items)
+        else:
+            nodes.append(tuple(items) if kind == "tuple" else {str(i): v for i, v in enumerate(items)})
+    return {"root": nodes[-1]}
+
+
+@requires_c
+@given(value=st.one_of(plain_dicts, shared_plain_dicts()), budget=st.integers(0, 3000))
+def test_c_and_python_spend_the_same_budget_and_stop_at_the_same_point(value: dict[str, Any], budget: int) -> None:
+    fast = clean_plain(value, budget)
+    try:
+        expected, _ = python_rules(value, budget)
+    except MessageTooLarge:
+        assert fast is NOT_PLAIN, "over budget: the C path hands over, the Python rules raise"
+        return
+    assert fast is not NOT_PLAIN
+    assert same(fast[0], expected[0])
+    assert same(fast[1], expected[1])
+    assert fast[2] == expected[2] >= 0
+
+
+@requires_c
+def test_shared_sub_objects_stop_the_c_walk_within_the_budget() -> None:
+    shared: list[Any] = []
+    for _ in range(60):  # 2**60 paths: without a budget this would never end
+        shared = [shared, shared]
+    assert clean_plain({"a": shared}) is NOT_PLAIN
+    assert build_track("u", "e", {"a": shared}, None, None, None, None, WALL, lambda: "id") is NOT_PLAIN
