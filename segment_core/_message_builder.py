@@ -371,15 +371,18 @@ def build_message(
     budget = MAX_MESSAGE_BYTES  # what the dict arguments may still take (see _value_cleaning)
     msg: dict[str, Any] = {"type": kind}
     # The common cases skip a call: a plain non-empty str user_id (``__class__``,
-    # since ``type`` is an argument here), and arguments left as None.
+    # since ``type`` is an argument here), and arguments left as None (the
+    # ``_not_accepted`` checks run only when one of theirs is given).
     if user_id.__class__ is str and user_id:
         uid: str | None = user_id
     else:
         uid = None if user_id is None else _id("user_id", user_id)
     aid = None if anonymous_id is None else _id("anonymous_id", anonymous_id)
     if kind == "alias":
-        _not_accepted(kind, event=event, properties=properties, traits=traits, group_id=group_id)
-        _not_accepted(kind, name=name, category=category)
+        if event is not None or properties is not None or traits is not None or group_id is not None:
+            _not_accepted(kind, event=event, properties=properties, traits=traits, group_id=group_id)
+        if name is not None or category is not None:
+            _not_accepted(kind, name=name, category=category)
         prev = _id("previous_id", previous_id)
         if prev is None:
             raise ValidationError("previous_id", _ID_EXPECTED, previous_id)
@@ -407,16 +410,20 @@ def build_message(
         msg["event"] = event
         msg["properties"] = own
     elif kind == "identify":
-        _not_accepted(kind, event=event, properties=properties, group_id=group_id, previous_id=previous_id)
-        _not_accepted(kind, name=name, category=category)
+        if event is not None or properties is not None or group_id is not None or previous_id is not None:
+            _not_accepted(kind, event=event, properties=properties, group_id=group_id, previous_id=previous_id)
+        if name is not None or category is not None:
+            _not_accepted(kind, name=name, category=category)
         if traits is None:
             own = own_returned = {}
         else:
             own, own_returned, budget = _dict("traits", traits, warnings, budget)
         msg["traits"] = own
     elif kind == "group":
-        _not_accepted(kind, event=event, properties=properties, previous_id=previous_id)
-        _not_accepted(kind, name=name, category=category)
+        if event is not None or properties is not None or previous_id is not None:
+            _not_accepted(kind, event=event, properties=properties, previous_id=previous_id)
+        if name is not None or category is not None:
+            _not_accepted(kind, name=name, category=category)
         gid = _id("group_id", group_id)
         if gid is None:
             raise ValidationError("group_id", _ID_EXPECTED, group_id)
@@ -427,7 +434,8 @@ def build_message(
         msg["groupId"] = gid
         msg["traits"] = own
     elif kind != "alias":  # page, screen
-        _not_accepted(kind, event=event, traits=traits, group_id=group_id, previous_id=previous_id)
+        if event is not None or traits is not None or group_id is not None or previous_id is not None:
+            _not_accepted(kind, event=event, traits=traits, group_id=group_id, previous_id=previous_id)
         page_name = _optional_str("name", name)
         page_category = _optional_str("category", category)
         if properties is None:

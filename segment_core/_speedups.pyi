@@ -5,6 +5,7 @@ _Signal = TypeVar("_Signal")
 
 NOT_PLAIN: object
 
+# (wire form, returned form, budget left), or NOT_PLAIN.
 def clean_plain(value: object, budget: int, /) -> Any: ...
 def build_track(
     user_id: object,
