@@ -280,12 +280,17 @@ def _id(field: str, value: object) -> str | None:
 
 
 def _dict(field: str, value: object, warnings: list[str], budget: int) -> tuple[dict[str, Any], dict[Any, Any], int]:
-    """A dict argument's wire form, returned form (the same object unless they differ) and the budget left."""
+    """A dict argument's wire form, returned form (the same object unless they differ) and the budget left.
+
+    Any falsy value ([], "", 0) is an empty dict, as segment-analytics-python 2.4 reads ``x or {}``.
+    """
     if isinstance(value, dict):
         try:
             return clean_field(value, field, warnings, budget)
         except RecursionError as exc:  # the caller's own stack was already nearly exhausted
             raise ValidationError(field, f"a dict nested at most {MAX_DEPTH} levels", value) from exc
+    if not value:
+        return {}, {}, budget
     raise ValidationError(field, "a dict", value)
 
 
@@ -303,10 +308,11 @@ def _returned_id(value: object, text: str) -> object:
 
 
 def _optional_str(field: str, value: object) -> str | None:
-    if value is None:
-        return None
+    """A name or category: a str, or None; another falsy value (0, []) is no value, as 2.4 skips its check."""
     if isinstance(value, str):
         return str.__str__(value)
+    if not value:
+        return None
     raise ValidationError(field, "a string", value)
 
 

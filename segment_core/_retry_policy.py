@@ -19,6 +19,7 @@ Pure decision functions; the engine applies them. The rules are segment-analytic
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -48,6 +49,8 @@ BACKOFF_CAP = 60.0
 # Jitter adds up to this fraction of the base delay.
 BACKOFF_JITTER = 0.1
 
+# delta-seconds (RFC 9110 section 10.2.3) are digits; a fraction is tolerated.
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # An error body is shown as text from its start: a reply of megabytes is not decoded whole.
 _MAX_SCANNED_BODY = 64 * 1024
 # A code is an identifier ("invalid_request"); anything longer is not one.
@@ -106,19 +109,22 @@ def parse_retry_after(value: str | None, *, wall: float) -> float | None:
     """Seconds to wait from a Retry-After header, or None if absent, invalid or not in the future.
 
     Accepts delta-seconds or an HTTP-date (RFC 9110 section 10.2.3), capped at
-    MAX_RETRY_AFTER. A date without a zone (RFC 5322 "-0000") is read as UTC.
+    MAX_RETRY_AFTER. Delta-seconds are digits (a decimal fraction is read too, as
+    test servers send it); anything else that is not a date ("1e400", "inf", "-5")
+    is no Retry-After, and the batch takes a counted retry instead. A date
+    without a zone (RFC 5322 "-0000") is read as UTC.
     """
     if not value:
         return None
     text = value.strip()
-    try:
-        delay = float(text)
-    except (ValueError, OverflowError):
+    if _DELTA_SECONDS.fullmatch(text):
+        delay = float(text)  # a 400-digit number is inf here: capped below
+    else:
         when = http_date_seconds(text)
         if when is None:
             return None
         delay = when - wall
-    if not delay > 0:  # also rejects NaN
+    if not delay > 0:
         return None
     return min(delay, MAX_RETRY_AFTER)
 

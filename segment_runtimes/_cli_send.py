@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -63,6 +64,11 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.writeKey:
+        print("error: the write key is empty (--writeKey): the API would refuse the message", file=sys.stderr)
+        return 2
+    # The outcome is said once, below; the client's own log lines would say it again.
+    logging.getLogger("segment").addHandler(logging.NullHandler())
     errors: list[DeliveryError] = []
 
     def on_error(error: Exception, batch: list[dict[str, Any]]) -> None:

@@ -82,6 +82,8 @@ class TrioClient(AsyncClientBase):
     _stopped: trio.Event | None = None
 
     def _call_misuse(self) -> str | None:
+        if self._closed:
+            return None  # the engine refuses it, saying the client is closed
         if not self._running:
             return _NOT_RUNNING
         if threading.get_ident() != self._thread:

@@ -133,12 +133,14 @@ class Divergence:
         twin: 2.4 given this call returns (and sends) what ours returns for the row's call.
         ours_raises: instead of a twin: ours raises this class where 2.4 returns.
         reference_raises: 2.4 raises this class for the row's own call (checked).
+        wire_only: the returned message equals 2.4's; only the JSON sent differs (as the twin's).
     """
 
     reason: str
     twin: Call | None = None
     ours_raises: type[Exception] | None = None
     reference_raises: type[Exception] | None = None
+    wire_only: bool = False
 
     def __post_init__(self) -> None:
         assert (self.twin is None) != (self.ours_raises is None), "a twin call or an exception, not both"

@@ -90,6 +90,7 @@ FROZENSET = "a frozenset becomes a list, like a set; 2.4 drops the key with a wa
 DATACLASS = "a dataclass instance becomes an object; 2.4 drops the key with a warning"
 OBJECT_IN_LIST = "an unsupported value in a list drops only itself (with a warning); 2.4 drops the whole list"
 NON_FINITE = "NaN and infinities become null; 2.4 sends NaN/Infinity, which is not valid JSON"
+FALSY_NAME = "a falsy name or category that is not a str (0, []) is no name; 2.4 returns and sends it as given"
 INTEGRAL_DECIMAL = "an integral Decimal is sent as an exact integer (3); 2.4 sends a float (3.0)"
 NON_STR_KEYS = "non-str dict keys are returned as the strings JSON sends; 2.4 returns them unchanged (same wire)"
 NONE_KEY = "an entry under a None key is dropped with a warning; 2.4 sends it under the key 'null'"
@@ -112,6 +113,10 @@ class Row:
     off_wire: str | None  # why this row is not sent, if it is not
 
 
+# Gaps since closed: the rows that named them now pass (the marks would be XPASS).
+CLOSED_GAPS = frozenset({Gap.NONE_KEYS, Gap.JSON_VALUES, Gap.FALSY_REJECTED})
+
+
 def row(
     id_: str,
     call: Call,
@@ -119,12 +124,17 @@ def row(
     diverges: Divergence | None = None,
     off_wire: str | None = None,
 ) -> Row:
-    return Row(id_, call, frozenset(gaps), diverges, off_wire)
+    return Row(id_, call, frozenset(gaps) - CLOSED_GAPS, diverges, off_wire)
 
 
 def twin(reason: str, call: Call, reference_raises: type[Exception] | None = None) -> Divergence:
     """Ours returns for the row's call what 2.4 returns for ``call``."""
     return Divergence(reason, twin=call, reference_raises=reference_raises)
+
+
+def wire_twin(reason: str, call: Call) -> Divergence:
+    """Ours returns what 2.4 returns for the row's call, and sends what 2.4 sends for ``call``."""
+    return Divergence(reason, twin=call, wire_only=True)
 
 
 VALUES = {"s": "héllo ✓ 😀", "i": 42, "f": 1.5, "t": True, "n": None, "l": [1, "a"], "d": {"k": "v"}}
@@ -196,7 +206,7 @@ ROWS = [
         "track-value-decimal-integral",
         track("user-1", "E", {"n": Decimal("3")}),
         NONE_KEYS,
-        diverges=twin(INTEGRAL_DECIMAL, track("user-1", "E", {"n": 3})),
+        diverges=wire_twin(INTEGRAL_DECIMAL, track("user-1", "E", {"n": 3})),
     ),
     row("track-value-enum-str", track("user-1", "E", {"color": Color.RED}), NONE_KEYS),
     row("track-value-enum-int", track("user-1", "E", {"rank": Rank.FIRST}), NONE_KEYS),
@@ -335,13 +345,13 @@ ROWS = [
         "group-id-int",
         group("user-1", 7),
         NONE_KEYS,
-        diverges=twin(NUMERIC_REF_ID, group("user-1", "7")),
+        diverges=wire_twin(NUMERIC_REF_ID, group("user-1", "7")),
     ),
     row(
         "group-id-zero",
         group("user-1", 0),
         NONE_KEYS,
-        diverges=twin(NUMERIC_REF_ID, group("user-1", "0")),
+        diverges=wire_twin(NUMERIC_REF_ID, group("user-1", "0")),
     ),
     row(
         "group-id-uuid",
@@ -352,8 +362,8 @@ ROWS = [
     row("group-traits-dates", group("user-1", "group-1", {"founded": date(1999, 9, 9)}), NONE_KEYS, JSON_VALUES),
     # alias (2.4 returns anonymousId=None here too)
     row("alias-basic", alias("anon-1", "user-1"), NONE_KEYS),
-    row("alias-ids-int", alias(5, 6), NONE_KEYS, diverges=twin(NUMERIC_REF_ID, alias("5", 6))),
-    row("alias-ids-zero", alias(0, 0), NONE_KEYS, diverges=twin(NUMERIC_REF_ID, alias("0", 0))),
+    row("alias-ids-int", alias(5, 6), NONE_KEYS, diverges=wire_twin(NUMERIC_REF_ID, alias("5", 6))),
+    row("alias-ids-zero", alias(0, 0), NONE_KEYS, diverges=wire_twin(NUMERIC_REF_ID, alias("0", 0))),
     row(
         "alias-previous-id-uuid",
         alias(UUID_A, "user-1"),
@@ -371,8 +381,8 @@ ROWS = [
     row("page-category-only", page("user-1", category="Docs"), NONE_KEYS),
     row("page-neither", page("user-1"), NONE_KEYS),
     row("page-name-empty", page("user-1", name=""), NONE_KEYS),
-    row("page-name-zero", page("user-1", name=0), NONE_KEYS, FALSY_REJECTED),
-    row("page-category-zero", page("user-1", category=0), NONE_KEYS, FALSY_REJECTED),
+    row("page-name-zero", page("user-1", name=0), diverges=twin(FALSY_NAME, page("user-1"))),
+    row("page-category-zero", page("user-1", category=0), diverges=twin(FALSY_NAME, page("user-1"))),
     row("page-properties-dates", page("user-1", name="Home", properties={"at": AT_UTC}), NONE_KEYS, JSON_VALUES),
     row("page-anonymous-id", page(anonymous_id="anon-1", name="Home"), NONE_KEYS),
     row("screen-name-and-category", screen("user-1", "Onboarding", "Welcome", {"step": 1}), NONE_KEYS),
@@ -438,7 +448,7 @@ def test_returned_message_equals_2_4(case: Row, reference: Any, ours: Client) ->
     now = datetime.now()
     divergence = case.divergence
     reference_call = case.call
-    if divergence is not None:
+    if divergence is not None and not divergence.wire_only:
         if divergence.reference_raises is not None:
             with pytest.raises(divergence.reference_raises):
                 case.call.run(reference, now)
