@@ -93,11 +93,17 @@ class VirtualClock:
         return self._start_wall + (self.now - self._start_monotonic)
 
     def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds``.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
+        """
         if seconds < 0:
             raise ValueError("time only moves forward")
         self.now += seconds
 
     def advance_to(self, when: float) -> None:
+        """Move the monotonic clock to ``when`` (and the wall clock with it), if that is later."""
         self.now = max(self.now, when)
 
 
@@ -258,10 +264,12 @@ class Trace(msgspec.Struct, kw_only=True):
 
     @property
     def delivered_count(self) -> int:
+        """How many messages were delivered."""
         return len(self.delivered)
 
     @property
     def failed_count(self) -> int:
+        """How many messages failed."""
         return len(self.failed)
 
 
@@ -335,6 +343,7 @@ class Simulator:
         return [message for batch in self.server.received for message in batch.messages]
 
     def flush(self) -> None:
+        """Make everything queued due now (``run`` then sends it)."""
         self.engine.flush(now=self.clock.now)
 
     def close(self, timeout: float) -> Trace:
