@@ -177,4 +177,5 @@ def test_every_enum_member_is_documented() -> None:
 
 def test_the_public_packages_say_what_they_are() -> None:
     for package in (segment_core, segment_runtimes):
-        assert package.__doc__ and len(package.__doc__.splitlines()) > 3
+        assert package.__doc__
+        assert len(package.__doc__.splitlines()) > 3
