@@ -261,11 +261,12 @@ class SpoolLedger:
     serialises calls, as it does for the engine.
     """
 
-    __slots__ = ("_files", "_pending")
+    __slots__ = ("_bytes", "_files", "_pending")
 
     def __init__(self) -> None:
         self._files: dict[str, _FileEntry] = {}
         self._pending = 0
+        self._bytes = 0
 
     @property
     def pending(self) -> int:
@@ -275,7 +276,7 @@ class SpoolLedger:
     @property
     def bytes(self) -> int:
         """Bytes of all files tracked (records settled or not, headers, damage)."""
-        return sum(entry.size for entry in self._files.values())
+        return self._bytes
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -291,6 +292,7 @@ class SpoolLedger:
         if name in self._files:
             raise ValueError(f"spool file {name} is already tracked")
         self._files[name] = _FileEntry(size, sealed)
+        self._bytes += size
 
     def add_record(self, ref: SpoolRef, size: int = 0) -> None:
         """An unsettled record at ``ref``; ``size`` bytes were appended to its file for it.
@@ -303,6 +305,7 @@ class SpoolLedger:
             entry.pending.add(ref.offset)
             self._pending += 1
         entry.size += size
+        self._bytes += size
 
     def settle(self, ref: SpoolRef) -> bool:
         """Mark a record settled.
@@ -349,4 +352,5 @@ class SpoolLedger:
         if entry is None:
             return 0
         self._pending -= len(entry.pending)
+        self._bytes -= entry.size
         return len(entry.pending)
