@@ -210,19 +210,20 @@ class Spool:
             if self._closed:
                 return SpoolRefusal(reason=RefusalReason.CLOSED, detail=str(self.directory))
             current = self._current
-            if self._ledger.bytes + size > self.max_bytes:
-                if current is not None and self._ledger.pending_in(current.name) == 0:
-                    self._retire(current)  # all settled: deleting it frees its bytes
-                    current = None
-                if self._ledger.bytes + size > self.max_bytes:
-                    detail = f"{self._ledger.bytes} of {self.max_bytes} bytes used in {self.directory}"
-                    return SpoolRefusal(reason=RefusalReason.FULL, detail=detail)
+            if current is not None and (
+                # Full (but a record larger than a segment still gets a file of its own) ...
+                (current.size + size > self.segment_bytes and current.size > len(FILE_HEADER))
+                # ... or all settled, and its space is wanted: retiring it deletes it.
+                or (self._ledger.bytes + size > self.max_bytes and not self._ledger.pending_in(current.name))
+            ):
+                self._retire(current)
+                current = None
+            needed = size if current is not None else len(FILE_HEADER) + size
+            if self._ledger.bytes + needed > self.max_bytes:
+                detail = f"{self._ledger.bytes} of {self.max_bytes} bytes used in {self.directory}"
+                return SpoolRefusal(reason=RefusalReason.FULL, detail=detail)
             try:
-                # Rotate at segment_bytes, but a record larger than that still gets a file of its own.
-                if current is None or (current.size + size > self.segment_bytes and current.size > len(FILE_HEADER)):
-                    if current is not None:
-                        self._retire(current)
-                    current = None
+                if current is None:
                     current = self._current = self._new_file()
                 offset = current.size
                 written = os.pwrite(current.fd, record, offset)

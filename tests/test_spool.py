@@ -12,12 +12,15 @@ import errno
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from segment_core import ConfigurationError
 from segment_core.spool import (
@@ -574,3 +577,49 @@ def test_a_file_is_unlinked_before_its_lock_is_released(tmp_path: Path, monkeypa
         monkeypatch.setattr(os, "unlink", racer_looks_first)
         owner.acknowledge(refs)
         assert adopted == []
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(min_value=0, max_value=300)),
+            st.tuples(st.just("acknowledge"), st.integers(min_value=0, max_value=1000)),
+        ),
+        max_size=80,
+    )
+)
+def test_the_files_on_disk_match_the_books_and_the_bound_holds(steps: list[tuple[str, int]]) -> None:
+    max_bytes = 2000
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        unsettled: dict[SpoolRef, bytes] = {}
+        with Spool(root, max_bytes=max_bytes, segment_bytes=600) as spool:
+            for number, (action, amount) in enumerate(steps):
+                if action == "append":
+                    data = b"%d:" % number + b"x" * amount
+                    ref = spool.append(data)
+                    if isinstance(ref, SpoolRef):
+                        unsettled[ref] = data
+                    else:
+                        assert ref.reason is RefusalReason.FULL
+                        assert spool.bytes_used + RECORD_HEADER_SIZE + len(data) > max_bytes - len(FILE_HEADER)
+                elif unsettled:
+                    chosen = list(unsettled)[amount % len(unsettled)]
+                    spool.acknowledge([chosen])
+                    del unsettled[chosen]
+                assert spool.bytes_used <= max_bytes
+                assert spool.bytes_used == sum(path.stat().st_size for path in spool_files(root))
+                assert spool.pending == len(unsettled)
+        assert sorted(recover_all(root)) == sorted(unsettled.values())
+        assert spool_files(root) == []
+
+
+def test_the_bound_counts_the_header_of_a_new_file(tmp_path: Path) -> None:
+    one_file = len(FILE_HEADER) + RECORD_HEADER_SIZE + len(message(0))
+    # segment_bytes=1: every record gets a file of its own.
+    with Spool(tmp_path, max_bytes=2 * one_file - 1, segment_bytes=1) as spool:
+        append_ok(spool, message(0))
+        refusal = spool.append(message(1))
+        assert isinstance(refusal, SpoolRefusal)
+        assert refusal.reason is RefusalReason.FULL
+        assert spool.bytes_used == one_file
