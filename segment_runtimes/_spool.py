@@ -314,8 +314,12 @@ class Spool:
             duplicates = []
             for spool_file in self._files.values():
                 if spool_file.dirty:
+                    try:
+                        duplicates.append((spool_file.name, os.dup(spool_file.fd)))
+                    except OSError as error:  # out of descriptors: sync it next time
+                        log.warning("spool: cannot sync %s now: %s", self.directory / spool_file.name, error)
+                        continue
                     spool_file.dirty = False
-                    duplicates.append((spool_file.name, os.dup(spool_file.fd)))
             directory_dirty, self._directory_dirty = self._directory_dirty, False
         for name, fd in duplicates:
             try:
@@ -564,8 +568,9 @@ class Spool:
 
 
 def _log_damage(path: Path, damage: RecordDamage) -> None:
+    what = "its record is kept" if damage.kind is DamageKind.BAD_FLAG else "skipped"
     log.warning(
-        "spool: %s is damaged at offset %d (%d bytes): %s; skipped", path, damage.offset, damage.length, damage.reason
+        "spool: %s is damaged at offset %d (%d bytes): %s; %s", path, damage.offset, damage.length, damage.reason, what
     )
 
 
