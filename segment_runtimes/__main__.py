@@ -1,4 +1,4 @@
-"""Command line: ``python -m segment_runtimes {demo,collector,send}``.
+"""Command line: ``python -m segment_runtimes {demo,collector,send,spool}``.
 
 Each subcommand lives in its own module, which provides
 ``add_arguments(parser)`` and ``run(args) -> int``; they are imported only when
@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": ("segment_runtimes._demo", "run a workload through every runtime against an embedded collector"),
     "collector": ("segment_runtimes.collector._cli", "run a loopback Segment-compatible collector"),
     "send": ("segment_runtimes._cli_send", "send one message, like segment-analytics-python's simulator"),
+    "spool": ("segment_runtimes._cli_spool", "inspect a spool directory, or deliver what it holds"),
 }
 
 

@@ -19,6 +19,7 @@ import atexit
 import itertools
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from segment_core import (
@@ -33,8 +34,10 @@ from segment_core import (
     TransportFailureKind,
     WaitSettled,
 )
+from segment_core.spool import SpoolRef
 
 from ._client_base import ClientBase
+from ._durability import SpoolLink
 from ._options import ClientOptions, Settings
 from ._reporting import is_cancellation
 from ._transport import AsyncHTTP
@@ -42,10 +45,12 @@ from ._transport import AsyncHTTP
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["AFTER_A_BUG", "AsyncClientBase"]
+__all__ = ["AFTER_A_BUG", "SPOOL_TENDING", "AsyncClientBase"]
 
 # After an exception where none should be, the worker pauses this long before going on.
 AFTER_A_BUG = 0.5
+# With a spool, the worker looks at least this often whether a scan or an fsync is due.
+SPOOL_TENDING = 1.0
 
 _QUIET = Enqueued.QUIET
 _WAKE = Enqueued.WAKE
@@ -82,6 +87,27 @@ class AsyncClientBase(ClientBase):
     def _worker_running(self) -> bool:
         raise NotImplementedError
 
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking file work (a spool's reads and fsyncs) off the event loop's thread."""
+        raise NotImplementedError
+
+    # The spool ------------------------------------------------------------------
+
+    async def _tend_spool(self, spool: SpoolLink) -> None:
+        """Read recovered records for the engine (in a thread), feed them, and fsync when due (in a thread)."""
+        now = time.monotonic()
+        if spool.wants_pull(now) and self._engine.state is EngineState.OPEN:
+            await self._in_thread(spool.pull, now)
+        if spool.backlog:
+            spool.feed(self._engine, now)
+        if spool.sync_due(now):
+            await self._in_thread(spool.sync, now)
+
+    async def _close_spool(self) -> None:
+        spool = self._spool
+        if spool is not None and not spool.spool.closed:
+            await self._in_thread(spool.close)
+
     # Calls --------------------------------------------------------------------
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
@@ -92,6 +118,9 @@ class AsyncClientBase(ClientBase):
         if misuse is not None:
             self._reporter.misuse(f"misuse of {type(self).__name__}", misuse)
             return False, message
+        spool = self._spool
+        if spool is not None:
+            return self._submit_durably(built, spool)
         result = self._engine.enqueue(built.data, now=time.monotonic())
         if result is _QUIET:
             return True, message
@@ -102,6 +131,22 @@ class AsyncClientBase(ClientBase):
             self._reporter.refused(result)
         return False, message
 
+    def _submit_durably(self, built: BuiltMessage, spool: SpoolLink) -> tuple[bool, dict[str, Any]]:
+        """With a spool: True only once the message is in a spool file (a write, never an fsync here)."""
+        ref = spool.append(built.data)
+        if not isinstance(ref, SpoolRef):
+            self._reporter.spool_refused(ref)
+            return False, built.message
+        result = self._engine.enqueue(built.data, now=time.monotonic())
+        if isinstance(result, DeliveryError):
+            spool.refused(ref)
+            self._reporter.refused(result)
+            return False, built.message
+        spool.accepted(self._engine.last_seq, ref)
+        if result is _WAKE:
+            self._wake_worker()
+        return True, built.message
+
     # The worker's steps --------------------------------------------------------
 
     def _step(self) -> list[Request]:
@@ -111,10 +156,14 @@ class AsyncClientBase(ClientBase):
 
     def _dispatch(self, outputs: list[Output]) -> list[Request]:
         requests: list[Request] = []
+        spool = self._spool
         for output in outputs:
             if type(output) is Request:
                 requests.append(output)
-            elif isinstance(output, WaitSettled):
+                continue
+            if spool is not None:
+                spool.settled(output)
+            if isinstance(output, WaitSettled):
                 primitive = self._waiters.pop(output.waiter, None)
                 if primitive is not None:
                     self._resolve(primitive, output.delivered)
@@ -182,6 +231,8 @@ class AsyncClientBase(ClientBase):
                 f"the interpreter exited before {type(self).__name__}.shutdown() "
                 "(use `async with`, or await shutdown() before the event loop ends)"
             )
+        if self._spool is not None and not self._spool.spool.closed:
+            self._spool.close()  # no event loop runs any more: this thread may block
 
 
 _live_clients: weakref.WeakSet[AsyncClientBase] = weakref.WeakSet()

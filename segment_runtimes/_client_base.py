@@ -15,11 +15,13 @@ import os
 import random
 from typing import Any
 
-from segment_core import BuiltMessage, Engine, EngineState, OAuthConfig, Stats
+from segment_core import BuiltMessage, ConfigurationError, Engine, EngineState, OAuthConfig, Stats
 
 from ._common import RealTimeCalls, log
+from ._durability import SpoolLink
 from ._options import ErrorCallback, Proxies, Settings
 from ._reporting import Reporter
+from ._spool import Spool
 
 __all__ = ["ClientBase", "QueueView"]
 
@@ -72,12 +74,21 @@ class ClientBase(RealTimeCalls):
         self._configure_logging()
         self._reporter = Reporter(settings.error_callback, settings.on_success)
         self._seed_ids()
-        self._engine = Engine(self._engine_config(), random=random.Random(os.urandom(16)))
+        self._spool: SpoolLink | None = None
+        if settings.spool_dir is not None:
+            if settings.spool_fsync == "always" and not self._may_block:
+                raise ConfigurationError(
+                    'spool_fsync="always" would fsync on the event loop\'s thread; use "interval" (the default)'
+                )
+            spool = Spool(settings.spool_dir, max_bytes=settings.max_spool_bytes, fsync=settings.spool_fsync)
+            self._spool = SpoolLink(spool)
+        config = settings.engine_config(durable=self._spool is not None)
+        self._engine = Engine(config, random=random.Random(os.urandom(16)))
         if not settings.write_key:
             log.warning("write_key is empty: the API will refuse every batch sent with it")
 
-    def _engine_config(self) -> Any:
-        return self._settings.engine_config()
+    # Whether a call may block its thread (for an fsync): the threaded client's calls may.
+    _may_block = False
 
     def _configure_logging(self) -> None:
         """As segment-analytics-python does: add the handler; debug turns on DEBUG with a default handler."""

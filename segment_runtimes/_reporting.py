@@ -175,6 +175,10 @@ class Reporter:
         """A call's message was not accepted (queue full, client closed): one WARNING (throttled)."""
         self.throttle.emit(f"not queued ({type(error).__name__})", logging.WARNING, f"message not queued: {error}")
 
+    def spool_refused(self, refusal: object) -> None:
+        """A call's message could not be written to the spool (full, disk full): one WARNING (throttled)."""
+        self.throttle.emit("not spooled", logging.WARNING, f"message not queued: {refusal}")
+
     def misuse(self, kind: str, text: str) -> None:
         """A call that cannot be served as made: one WARNING naming the fix (throttled)."""
         self.throttle.emit(kind, logging.WARNING, text)

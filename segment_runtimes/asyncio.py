@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from segment_core import EngineState
 
-from ._async_base import AFTER_A_BUG, AsyncClientBase
+from ._async_base import AFTER_A_BUG, SPOOL_TENDING, AsyncClientBase
 from ._options import args_doc
 from ._transport.connections import asyncio_within
 
@@ -87,6 +89,9 @@ class AsyncClient(AsyncClientBase):
     def _worker_running(self) -> bool:
         return self._worker is not None and not self._worker.done()
 
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(function, *args)
+
     async def _work(self) -> None:
         engine = self._engine
         wake = self._wake
@@ -94,6 +99,8 @@ class AsyncClient(AsyncClientBase):
         try:
             while True:
                 try:
+                    if self._spool is not None:
+                        await self._tend_spool(self._spool)
                     for request in self._step():
                         task = asyncio.create_task(self._exchange(request))
                         self._requests.add(task)
@@ -101,6 +108,9 @@ class AsyncClient(AsyncClientBase):
                     if engine.state is EngineState.CLOSED:
                         return
                     deadline = engine.next_deadline()
+                    if self._spool is not None:  # a scan or an fsync may fall due: look at least every second
+                        soon = time.monotonic() + SPOOL_TENDING
+                        deadline = soon if deadline is None else min(deadline, soon)
                     wake.clear()
                     if deadline is None:  # the usual wait while a batch is in flight: no timeout to arm
                         await wake.wait()
@@ -120,6 +130,7 @@ class AsyncClient(AsyncClientBase):
             for task in list(self._requests):
                 task.cancel()
             await self._close_http()
+            await self._close_spool()
 
     def _register(self) -> tuple[int, asyncio.Future[bool]]:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -63,9 +63,11 @@ from segment_core.limits import (
     DEFAULT_UPLOAD_INTERVAL,
     DEFAULT_UPLOAD_SIZE,
 )
+from segment_core.spool import SpoolRef
 
 from ._client_base import ClientBase
 from ._common import log
+from ._durability import SpoolLink
 from ._options import ErrorCallback, FsyncPolicy, Proxies, Settings, SuccessCallback, args_doc
 from ._transport import SyncHTTP
 
@@ -94,6 +96,9 @@ _AFTER_A_BUG = 0.5
 # shutdown() stops delivery this much before its deadline (at most a tenth of the
 # timeout) so that on_error has run for every leftover message when it returns.
 _REPORTING_MARGIN = 0.25
+
+# With a spool, a worker wakes at least this often to fsync it and look for orphaned files.
+_SPOOL_TENDING = 1.0
 
 _QUIET = Enqueued.QUIET
 _WAKE = Enqueued.WAKE
@@ -192,6 +197,11 @@ class Client(ClientBase):
         self._waiter_ids = itertools.count(1)
         self._fresh_process_state()
         _live_clients.add(self)
+        if self._spool is not None and self._settings.send:
+            with self._lock:
+                self._start_workers()  # to deliver what a process before this one left in the spool
+
+    _may_block = True
 
     def _fresh_process_state(self) -> None:
         """Locks, workers, waits and the HTTP client: made new at construction and in a forked child."""
@@ -208,6 +218,8 @@ class Client(ClientBase):
         self._fresh_process_state()
         self._engine.reset_after_fork()
         self._seed_ids()
+        if self._spool is not None:
+            self._spool.forget_after_fork()
 
     # Calls ------------------------------------------------------------------
 
@@ -215,6 +227,9 @@ class Client(ClientBase):
         message = built.message
         if (built.dropped or not self._settings.send) and not self._checked(built):
             return True, message
+        spool = self._spool
+        if spool is not None:
+            return self._submit_durably(built, spool)
         with self._lock:
             result = self._engine.enqueue(built.data, now=time.monotonic())
             if result is _WAKE:
@@ -229,6 +244,32 @@ class Client(ClientBase):
             return True, message
         if self._in_worker():
             # Called from a callback: waiting would wait on ourselves. It goes with the next batch.
+            return True, message
+        return self._wait(timeout=None), message
+
+    def _submit_durably(self, built: BuiltMessage, spool: SpoolLink) -> tuple[bool, dict[str, Any]]:
+        """With a spool: True only once the message is in a spool file, and the engine has it."""
+        message = built.message
+        ref = spool.append(built.data)
+        if not isinstance(ref, SpoolRef):
+            self._reporter.spool_refused(ref)
+            return False, message
+        with self._lock:
+            result = self._engine.enqueue(built.data, now=time.monotonic())
+            if isinstance(result, DeliveryError):
+                refused: DeliveryError | None = result
+            else:
+                refused = None
+                spool.accepted(self._engine.last_seq, ref)
+                if result is _WAKE:
+                    if not self._workers:
+                        self._start_workers()
+                    self._work_ready.notify()
+        if refused is not None:
+            spool.refused(ref)
+            self._reporter.refused(refused)
+            return False, message
+        if not self.sync_mode or self._in_worker():
             return True, message
         return self._wait(timeout=None), message
 
@@ -306,13 +347,15 @@ class Client(ClientBase):
                 self._take_outputs()
         self._report_pending()
         waiter.done.wait(max(deadline - time.monotonic(), 0.0))
-        self._reporter.throttle.flush()
         with self._lock:
             self._waiters.pop(token, None)
             http, self._http = self._http, None
             workers = list(self._workers)
         for worker in workers:
             worker.join(max(deadline - time.monotonic(), 0.0))
+        if self._spool is not None:
+            self._spool.close()
+        self._reporter.throttle.flush()
         if http is not None and not any(worker.is_alive() for worker in workers):
             http.close()
         return waiter.done.is_set() and waiter.delivered
@@ -350,6 +393,9 @@ class Client(ClientBase):
     def _work(self) -> None:
         while True:
             try:
+                spool = self._spool
+                if spool is not None:
+                    self._tend(spool)
                 request = self._next_request()
                 self._report_pending()
                 if request is not None:
@@ -362,6 +408,17 @@ class Client(ClientBase):
                 with self._lock:
                     self._work_ready.wait(_AFTER_A_BUG)
 
+    def _tend(self, spool: SpoolLink) -> None:
+        """Outside the lock: read recovered records for the engine, and fsync the spool when due."""
+        now = time.monotonic()
+        if spool.wants_pull(now) and self._engine.state is EngineState.OPEN:
+            spool.pull(now)
+        if spool.sync_due(now):
+            spool.sync(now)
+
+    def _spool_needs_tending(self, spool: SpoolLink, now: float) -> bool:
+        return spool.sync_due(now) or (spool.wants_pull(now) and self._engine.state is EngineState.OPEN)
+
     def _finished(self) -> bool:
         with self._lock:
             done = self._engine.state is EngineState.CLOSED and not self._to_send and not self._reports
@@ -372,9 +429,12 @@ class Client(ClientBase):
     def _next_request(self) -> Request | None:
         """Poll the engine until it asks for a request (returned) or has something to report (None)."""
         engine = self._engine
+        spool = self._spool
         with self._lock:
             while True:
                 now = time.monotonic()
+                if spool is not None and spool.backlog:
+                    spool.feed(engine, now)
                 engine.poll(now=now, wall=time.time())
                 self._take_outputs()
                 if self._to_send:
@@ -383,7 +443,11 @@ class Client(ClientBase):
                     return None
                 if engine.state is EngineState.CLOSED and not self._reports:
                     return None
+                if spool is not None and self._spool_needs_tending(spool, now):
+                    return None  # the spool needs tending, outside the lock
                 deadline = engine.next_deadline()
+                if spool is not None:  # a scan or a sync falls due within the second
+                    deadline = now + _SPOOL_TENDING if deadline is None else min(deadline, now + _SPOOL_TENDING)
                 self._work_ready.wait(None if deadline is None else max(deadline - now, _MIN_WAIT))
 
     def _take_outputs(self) -> None:
@@ -447,6 +511,8 @@ class Client(ClientBase):
                 self._work_ready.notify_all()
 
     def _deliver_report(self, output: Output) -> None:
+        if self._spool is not None:
+            self._spool.settled(output)
         if isinstance(output, WaitSettled):
             waiter = self._waiters.pop(output.waiter, None)
             if waiter is not None:

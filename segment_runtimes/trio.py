@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segment_core import EngineState
 
-from ._async_base import AFTER_A_BUG, AsyncClientBase
+from ._async_base import AFTER_A_BUG, SPOOL_TENDING, AsyncClientBase
 from ._extras import missing_extra
 from ._options import args_doc
 
@@ -97,6 +97,9 @@ class TrioClient(AsyncClientBase):
     def _worker_running(self) -> bool:
         return self._running
 
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(function, *args)
+
     def _resolve(self, primitive: _Wait, delivered: bool) -> None:
         primitive.delivered = delivered
         primitive.done.set()
@@ -118,11 +121,16 @@ class TrioClient(AsyncClientBase):
                 task_status.started()
                 while True:
                     try:
+                        if self._spool is not None:
+                            await self._tend_spool(self._spool)
                         for request in self._step():
                             requests.start_soon(self._exchange, request)
                         if engine.state is EngineState.CLOSED:
                             break
                         deadline = engine.next_deadline()
+                        if self._spool is not None:  # a scan or an fsync may fall due: look at least every second
+                            soon = time.monotonic() + SPOOL_TENDING
+                            deadline = soon if deadline is None else min(deadline, soon)
                         self._wake = wake = trio.Event()
                         if deadline is None:  # the usual wait while a batch is in flight: no cancel scope to pay for
                             await wake.wait()
@@ -141,6 +149,7 @@ class TrioClient(AsyncClientBase):
                 self._abandon(_RUN_CANCELLED)  # cancelled from outside: report, never drop silently
             with trio.CancelScope(shield=True):
                 await self._close_http()
+                await self._close_spool()
             self._stopped.set()
 
     async def flush(self, timeout: float | None = None) -> bool:
