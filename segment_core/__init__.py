@@ -7,7 +7,8 @@ entropy reads. Time and randomness are arguments; I/O is the runtime's job
 - Messages, typed: ``Message`` (the union), ``Track``, ``Identify``, ``Group``,
   ``Alias``, ``Page``, ``Screen``.
 - Building a message from a call: ``build_message``, ``BuiltMessage``,
-  ``CallMethods`` (the six calls, for a client to inherit), ``message_ids``.
+  ``CallMethods`` (the six calls, for a client to inherit), ``message_ids``;
+  ``call_context`` (ids, traits and context for every call inside a block).
 - Delivery: ``Engine`` (the state machine), ``EngineConfig``, ``OAuthConfig``,
   ``EngineState``, ``Enqueued``, ``Stats``.
 - What goes into the engine: ``Response``, ``TransportFailure``,
@@ -24,10 +25,13 @@ entropy reads. Time and randomness are arguments; I/O is the runtime's job
   where it is not built or ``SEGMENT_SANSIO_PURE=1`` turned it off).
 
 Public modules: ``segment_core.limits`` (wire limits and defaults, each with
-its source) and ``segment_core.testing`` (the deterministic simulator).
+its source), ``segment_core.testing`` (the deterministic simulator),
+``segment_core.plugins`` (plugin protocols and ``Sampling``) and
+``segment_core.spool`` (the spool's record format, for the runtimes).
 """
 
 from ._call_api import CallMethods
+from ._call_context import call_context
 from ._config import EngineConfig, OAuthConfig
 from ._engine import Engine, EngineState, Enqueued, Stats
 from ._errors import (
@@ -105,6 +109,7 @@ __all__ = [
     "WaitSettled",
     "__version__",
     "build_message",
+    "call_context",
     "c_speedups_active",
     "message_ids",
 ]

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._call_context import current_scope
 from ._message_builder import NOT_PLAIN, BuiltMessage, build_message, build_plain_track
+from ._plugins import Enrichment, Plugin, PluginFailure, PluginKind, PluginPipeline
 
 __all__ = ["CallMethods"]
 
@@ -59,6 +61,61 @@ class CallMethods:
         """Queue a built message; ``(queued, message)``."""
         raise NotImplementedError
 
+    def _dropped(self, message: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """A plugin dropped this message: count it; ``(False, message)``."""
+        return False, message
+
+    def _plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
+        """Plugins raised, or returned what is not a message, and were skipped: say so."""
+
+    # None until a plugin is added: the calls' fast path asks only this.
+    _plugins: PluginPipeline | None = None
+
+    def add_plugin(self, plugin: Plugin | Enrichment, *, kind: PluginKind = "before") -> None:
+        """Add a plugin: it sees every message of later calls (see ``segment_core`` plugins).
+
+        Args:
+            plugin: a callable, ``plugin(message)``: a before plugin returns the message (or
+                another, or None to drop it); an enrichment plugin returns fields to add.
+            kind: ``"before"`` (the default) or ``"enrichment"``.
+
+        Raises:
+            ConfigurationError: ``plugin`` is not callable, or ``kind`` is unknown.
+        """
+        pipeline = self._plugins if self._plugins is not None else PluginPipeline()
+        pipeline.add(plugin, kind)
+        self._plugins = pipeline
+
+    def remove_plugin(self, plugin: object) -> None:
+        """Remove a plugin added before; the calls take their fast path again once none is left."""
+        pipeline = self._plugins
+        if pipeline is not None:
+            pipeline.remove(plugin)
+            if not pipeline:
+                self._plugins = None
+
+    def _call(self, kind: str, fields: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Build one call's message, with the call context and the plugins if any, and submit it."""
+        scope = current_scope()
+        if scope is not None:
+            fields = scope.apply(kind, fields)
+        built = build_message(
+            kind,
+            wall=self._wall(),
+            new_message_id=self._new_message_id,
+            local_utc_offset=self._local_utc_offset,
+            **fields,
+        )
+        pipeline = self._plugins
+        if pipeline is None:
+            return self._submit(built)
+        outcome = pipeline.run(built)
+        if outcome.failures:
+            self._plugins_failed(outcome.failures)
+        if outcome.built is None:
+            return self._dropped(built.message)
+        return self._submit(outcome.built)
+
     def identify(
         self,
         user_id: Any = None,
@@ -78,20 +135,17 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        return self._submit(
-            build_message(
-                "identify",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                user_id=user_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                anonymous_id=anonymous_id,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "identify",
+            {
+                "user_id": user_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )
 
     def track(
@@ -115,7 +169,7 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        if build_plain_track is not None and timestamp is None:
+        if build_plain_track is not None and timestamp is None and self._plugins is None and current_scope() is None:
             # The call services make most, in C when its arguments are plain (see _speedups.c);
             # anything else, and every error, is build_message's.
             built = build_plain_track(
@@ -131,21 +185,18 @@ class CallMethods:
             )
             if built is not NOT_PLAIN:
                 return self._submit(built)
-        return self._submit(
-            build_message(
-                "track",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                user_id=user_id,
-                event=event,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                anonymous_id=anonymous_id,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "track",
+            {
+                "user_id": user_id,
+                "event": event,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )
 
     def alias(
@@ -167,19 +218,16 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        return self._submit(
-            build_message(
-                "alias",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                previous_id=previous_id,
-                user_id=user_id,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "alias",
+            {
+                "previous_id": previous_id,
+                "user_id": user_id,
+                "context": context,
+                "timestamp": timestamp,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )
 
     def group(
@@ -203,21 +251,18 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        return self._submit(
-            build_message(
-                "group",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                user_id=user_id,
-                group_id=group_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                anonymous_id=anonymous_id,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "group",
+            {
+                "user_id": user_id,
+                "group_id": group_id,
+                "traits": traits,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )
 
     def page(
@@ -243,22 +288,19 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        return self._submit(
-            build_message(
-                "page",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                user_id=user_id,
-                category=category,
-                name=name,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                anonymous_id=anonymous_id,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "page",
+            {
+                "user_id": user_id,
+                "category": category,
+                "name": name,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )
 
     def screen(
@@ -284,20 +326,17 @@ class CallMethods:
         Returns:
             ``(success, msg)``.
         """
-        return self._submit(
-            build_message(
-                "screen",
-                wall=self._wall(),
-                new_message_id=self._new_message_id,
-                local_utc_offset=self._local_utc_offset,
-                user_id=user_id,
-                category=category,
-                name=name,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                anonymous_id=anonymous_id,
-                integrations=integrations,
-                message_id=message_id,
-            )
+        return self._call(
+            "screen",
+            {
+                "user_id": user_id,
+                "category": category,
+                "name": name,
+                "properties": properties,
+                "context": context,
+                "timestamp": timestamp,
+                "anonymous_id": anonymous_id,
+                "integrations": integrations,
+                "message_id": message_id,
+            },
         )

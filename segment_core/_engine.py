@@ -218,6 +218,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         enqueued: messages accepted.
         rejected: messages refused (queue full, or the client closed).
+        dropped: messages a plugin dropped before they reached the engine (``record_dropped``).
         delivered: messages the API accepted.
         failed: messages that will never be delivered, by the error's class name.
         kept: messages left in the spool at the close deadline, for the next process.
@@ -232,6 +233,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
 
     enqueued: int
     rejected: int
+    dropped: int
     delivered: int
     failed: dict[str, int]
     kept: int
@@ -265,6 +267,7 @@ class Engine:
         "_close_reason",
         "_deadline",
         "_delivered",
+        "_dropped",
         "_failed_counts",
         "_flush_through",
         "_head_seq",
@@ -313,7 +316,7 @@ class Engine:
         self._next_request_id = 1
         self._outputs: list[Output] = []
         self._failed_counts: dict[str, int] = {}
-        self._rejected = self._delivered = self._kept = 0
+        self._rejected = self._delivered = self._kept = self._dropped = 0
         self._retries = self._rate_limit_waits = self._requests = 0
         self._reset_pipeline()
 
@@ -438,6 +441,19 @@ class Engine:
         if waiter is not None:
             self._add_wait(waiter)
         self._settle_if_drained()
+
+    def has_room(self, size: int = 0) -> bool:
+        """Whether the queue would take one more message of ``size`` bytes (for a caller willing to wait)."""
+        intake = self._intake
+        return (
+            self.state is EngineState.OPEN
+            and intake.depth < self.config.max_queue_size
+            and intake.queued_bytes + size <= self.config.max_queue_bytes
+        )
+
+    def record_dropped(self, count: int = 1) -> None:
+        """A plugin dropped ``count`` messages before they reached the engine: counted in ``Stats.dropped``."""
+        self._dropped += count
 
     def cancel_wait(self, waiter: int) -> None:
         """Forget a wait the runtime stopped waiting for (its timeout passed); no output follows."""
@@ -596,6 +612,7 @@ class Engine:
         return Stats(
             enqueued=self._intake.next_seq,  # every accepted message takes the next sequence number
             rejected=self._rejected,
+            dropped=self._dropped,
             delivered=self._delivered,
             failed=dict(self._failed_counts),
             kept=self._kept,

@@ -46,6 +46,7 @@ from ._events import (
     WaitSettled,
 )
 from ._message_builder import BuiltMessage, build_message, message_id_from_bits
+from ._plugins import PluginFailure
 
 __all__ = [
     "DEFAULT_WALL_START",
@@ -261,6 +262,8 @@ class Trace(msgspec.Struct, kw_only=True):
     settled_twice: list[int] = msgspec.field(default_factory=list)
     # waiter token -> whether everything it covered was delivered
     waits: dict[int, bool] = msgspec.field(default_factory=dict)
+    # plugins that raised (or returned what is not a message) and were skipped, in order
+    plugin_failures: list[PluginFailure] = msgspec.field(default_factory=list)
 
     @property
     def delivered_count(self) -> int:
@@ -300,6 +303,7 @@ class Simulator:
         self._pending: list[tuple[float, int, int, Response | TransportFailure]] = []
         self._tiebreak = itertools.count()
         self._waiters = itertools.count(1)
+        self._client: SimulatedClient | None = None
         self.rejected: list[DeliveryError] = []
 
     # Feeding messages -------------------------------------------------------
@@ -334,9 +338,12 @@ class Simulator:
         """A client whose calls (track, identify, ...) enqueue into this simulation.
 
         Same signatures and ``(success, msg)`` returns as the real clients, so
-        code under test can be handed this instead of one.
+        code under test can be handed this instead of one. It is one client per
+        simulation: plugins added to it stay.
         """
-        return SimulatedClient(self)
+        if self._client is None:
+            self._client = SimulatedClient(self)
+        return self._client
 
     def delivered_messages(self) -> list[dict[str, Any]]:
         """The messages the scripted server stored, decoded, duplicates included."""
@@ -456,6 +463,13 @@ class SimulatedClient(CallMethods):
 
     def _wall(self) -> float:
         return self._simulator.clock.wall
+
+    def _dropped(self, message: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        self._simulator.engine.record_dropped()
+        return False, message
+
+    def _plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
+        self._simulator.trace.plugin_failures.extend(failures)
 
     def _local_utc_offset(self, wall: float) -> float:
         return self._simulator.clock.local_utc_offset(wall)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from segment_core import (
     BuiltMessage,
+    ConfigurationError,
     DeliveryError,
     EngineState,
     Enqueued,
@@ -65,7 +66,13 @@ class AsyncClientBase(ClientBase):
     """
 
     def __init__(self, write_key: str | None = None, **options: Unpack[ClientOptions]) -> None:
-        self._setup(Settings(write_key=write_key, **options))
+        settings = Settings(write_key=write_key, **options)
+        if settings.queue_full_timeout:
+            raise ConfigurationError(
+                f"{type(self).__name__} never blocks a call on a full queue (it would block the event loop): "
+                "leave queue_full_timeout at 0 and `await client.wait_for_room(timeout)` before calling instead"
+            )
+        self._setup(settings)
         self._waiter_ids = itertools.count(1)
         self._waiters: dict[int, Any] = {}  # token -> the loop's primitive for it
         self._http: AsyncHTTP | None = None
@@ -169,7 +176,12 @@ class AsyncClientBase(ClientBase):
                     self._resolve(primitive, output.delivered)
             else:
                 self._reporter.report(output)
+        if requests:  # batches left the queue: a wait for room may end
+            self._room_freed()
         return requests
+
+    def _room_freed(self) -> None:
+        """Wake whoever waits in ``wait_for_room``."""
 
     def _new_wait(self, primitive: Any) -> int:
         token = next(self._waiter_ids)

@@ -16,6 +16,7 @@ import random
 from typing import Any
 
 from segment_core import BuiltMessage, ConfigurationError, Engine, EngineState, OAuthConfig, Stats
+from segment_core.plugins import PluginFailure
 
 from ._common import RealTimeCalls, log
 from ._durability import SpoolLink
@@ -184,6 +185,14 @@ class ClientBase(RealTimeCalls):
             return self._engine.stats()
 
     # Calls -------------------------------------------------------------------
+
+    def _dropped(self, message: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        with self._guard:
+            self._engine.record_dropped()
+        return False, message
+
+    def _plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
+        self._reporter.plugins_failed(failures)
 
     def _checked(self, built: BuiltMessage) -> bool:
         """Log what cleaning dropped; whether the message is to be sent at all."""

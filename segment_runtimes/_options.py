@@ -172,6 +172,14 @@ class Settings:
         default=None,
         metadata=_doc("Called as on_success(batch) once per delivered batch, from the worker, never the caller."),
     )
+    queue_full_timeout: float = dataclasses.field(
+        default=0.0,
+        metadata=_doc(
+            "Seconds a call may wait for room when the queue is full, then drops its message with a warning; "
+            "0 never waits (threaded client only: an async client never blocks, it offers "
+            "`await client.wait_for_room()`)."
+        ),
+    )
     spool_dir: str | os.PathLike[str] | None = dataclasses.field(
         default=None,
         metadata=_doc(
@@ -201,7 +209,7 @@ class Settings:
             raise ConfigurationError("on_error must be callable as on_error(error, batch), or falsy for none")
         if self.on_success is not None and not callable(self.on_success):
             raise ConfigurationError("on_success must be callable as on_success(batch), or None")
-        for name in ("timeout", "shutdown_timeout"):
+        for name in ("timeout", "shutdown_timeout", "queue_full_timeout"):
             value = getattr(self, name)
             if value is None and name == "timeout":
                 continue
@@ -307,6 +315,7 @@ class ClientOptions(TypedDict, total=False):
     shutdown_timeout: float
     max_queue_bytes: int
     on_success: SuccessCallback | None
+    queue_full_timeout: float
     spool_dir: str | os.PathLike[str] | None
     max_spool_bytes: int
     spool_fsync: FsyncPolicy

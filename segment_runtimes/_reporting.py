@@ -33,6 +33,7 @@ from segment_core import (
     Output,
     Retrying,
 )
+from segment_core.plugins import PluginFailure
 
 from ._common import log
 from ._options import ErrorCallback, SuccessCallback
@@ -188,6 +189,17 @@ class Reporter:
         self.throttle.emit(
             "dropped values", logging.WARNING, "dropped values that cannot be sent as JSON: " + ", ".join(built.dropped)
         )
+
+    def plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
+        """Plugins skipped for a message (they raised, or returned what is not one): their tracebacks, throttled."""
+        for failure in failures:
+            self.throttle.emit(
+                f"plugin {failure.plugin} failed",
+                logging.ERROR,
+                f"{failure.kind} plugin {failure.plugin} raised {type(failure.error).__name__} and was skipped "
+                "for that message; the message goes on",
+                exc_info=failure.error,
+            )
 
     def bug(self, where: str, exc: BaseException) -> None:
         """An exception where none should be (a bug of ours): its traceback, once per few seconds."""

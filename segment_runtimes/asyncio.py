@@ -176,6 +176,39 @@ class AsyncClient(AsyncClientBase):
         self._reporter.throttle.flush()
         return delivered
 
+    _room: asyncio.Event | None = None
+
+    def _room_freed(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    async def wait_for_room(self, timeout: float | None = None, *, size: int = 1024) -> bool:
+        """Wait until the queue has room for a message of ``size`` bytes, at most ``timeout`` seconds.
+
+        The event loop's form of ``queue_full_timeout`` (a call never blocks)::
+
+            if await client.wait_for_room(5):
+                client.track("user-1", "Signed Up")   # nothing ran in between: the room is still there
+
+        Returns:
+            Whether there is room (False: the timeout passed, or the client is closed).
+        """
+        self._ensure_worker()
+        engine = self._engine
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not engine.has_room(size):
+            if engine.state is not EngineState.OPEN:
+                return False
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            room = self._room = self._room or asyncio.Event()
+            room.clear()
+            self._kick()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(room.wait(), remaining)
+        return True
+
     def _ensure_worker(self) -> None:
         if self._worker is None:
             self._start_worker(asyncio.get_running_loop())

@@ -42,6 +42,7 @@ from segment_core import (
     EngineState,
     Enqueued,
     Output,
+    QueueFull,
     Request,
     Response,
     TransportFailure,
@@ -63,6 +64,7 @@ from segment_core.limits import (
     DEFAULT_UPLOAD_INTERVAL,
     DEFAULT_UPLOAD_SIZE,
 )
+from segment_core.plugins import Enrichment, Plugin, PluginKind
 from segment_core.spool import SpoolRef
 
 from ._client_base import ClientBase
@@ -74,12 +76,14 @@ from ._transport import SyncHTTP
 __all__ = [
     "VERSION",
     "Client",
+    "add_plugin",
     "alias",
     "flush",
     "group",
     "identify",
     "join",
     "page",
+    "remove_plugin",
     "screen",
     "shutdown",
     "track",
@@ -185,6 +189,7 @@ class Client(ClientBase):
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         on_success: SuccessCallback | None = None,
+        queue_full_timeout: float = 0.0,
         spool_dir: str | os.PathLike[str] | None = None,
         max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
         spool_fsync: FsyncPolicy = "interval",
@@ -207,6 +212,7 @@ class Client(ClientBase):
         """Locks, workers, waits and the HTTP client: made new at construction and in a forked child."""
         self._lock = self._guard = threading.Lock()
         self._work_ready = threading.Condition(self._lock)  # workers wait here
+        self._room = threading.Condition(self._lock)  # calls waiting for room in a full queue wait here
         self._workers: list[threading.Thread] = []
         self._to_send: deque[Request] = deque()
         self._reports: deque[Output] = deque()  # settled outputs, in the engine's order
@@ -236,6 +242,8 @@ class Client(ClientBase):
                 if not self._workers:
                     self._start_workers()
                 self._work_ready.notify()
+            elif isinstance(result, QueueFull) and self._settings.queue_full_timeout:
+                result = self._enqueue_when_room(built.data)
         if result is not _QUIET and result is not _WAKE:
             if isinstance(result, DeliveryError):
                 self._reporter.refused(result)
@@ -256,6 +264,8 @@ class Client(ClientBase):
             return False, message
         with self._lock:
             result = self._engine.enqueue(built.data, now=time.monotonic())
+            if isinstance(result, QueueFull) and self._settings.queue_full_timeout:
+                result = self._enqueue_when_room(built.data)
             if isinstance(result, DeliveryError):
                 refused: DeliveryError | None = result
             else:
@@ -272,6 +282,30 @@ class Client(ClientBase):
         if not self.sync_mode or self._in_worker():
             return True, message
         return self._wait(timeout=None), message
+
+    def _enqueue_when_room(self, data: bytes) -> Enqueued | DeliveryError:
+        """With the lock held, the queue full: wait up to ``queue_full_timeout`` for room, then try again.
+
+        Never from a worker (it would wait on itself): there the message is refused at once.
+        """
+        engine = self._engine
+        if self._in_worker():
+            return engine.enqueue(data, now=time.monotonic())
+        if not self._workers:
+            self._start_workers()
+        self._work_ready.notify_all()
+        deadline = time.monotonic() + self._settings.queue_full_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or engine.state is not EngineState.OPEN:
+                return engine.enqueue(data, now=time.monotonic())
+            if engine.has_room(len(data)):
+                result = engine.enqueue(data, now=time.monotonic())
+                if result is _WAKE:
+                    self._work_ready.notify()
+                if not isinstance(result, QueueFull):
+                    return result
+            self._room.wait(remaining)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued so far is delivered or failed, or ``timeout`` seconds pass.
@@ -452,13 +486,17 @@ class Client(ClientBase):
 
     def _take_outputs(self) -> None:
         """With the lock held: requests for the workers, the rest for the reporter, in order."""
+        sent = False
         for output in self._engine.next_outputs():
             if type(output) is Request:
                 self._to_send.append(output)
+                sent = True
             else:
                 self._reports.append(output)
         if len(self._to_send) > 1:
             self._work_ready.notify(len(self._to_send) - 1)
+        if sent:  # a batch left the queue: a call waiting for room may go on
+            self._room.notify_all()
 
     def _exchange(self, request: Request) -> None:
         """Perform one request outside the lock and feed its outcome to the engine."""
@@ -597,6 +635,7 @@ oauth_scope: str = Client.DefaultConfig.oauth_scope
 shutdown_timeout: float = Client.DefaultConfig.shutdown_timeout
 max_queue_bytes: int = Client.DefaultConfig.max_queue_bytes
 on_success: SuccessCallback | None = None
+queue_full_timeout: float = 0.0
 spool_dir: str | os.PathLike[str] | None = None
 max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
 spool_fsync: FsyncPolicy = "interval"
@@ -628,6 +667,7 @@ MODULE_SETTINGS = (
     "shutdown_timeout",
     "max_queue_bytes",
     "on_success",
+    "queue_full_timeout",
     "spool_dir",
     "max_spool_bytes",
     "spool_fsync",
@@ -678,6 +718,16 @@ def page(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
 def screen(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
     """Send a screen call on the default client (see ``Client.screen``)."""
     return _default().screen(*args, **kwargs)
+
+
+def add_plugin(plugin: Plugin | Enrichment, *, kind: PluginKind = "before") -> None:
+    """Add a plugin to the default client (see ``Client.add_plugin``)."""
+    _default().add_plugin(plugin, kind=kind)
+
+
+def remove_plugin(plugin: object) -> None:
+    """Remove a plugin from the default client (see ``Client.remove_plugin``)."""
+    _default().remove_plugin(plugin)
 
 
 def flush(timeout: float | None = None) -> bool:

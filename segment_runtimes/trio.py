@@ -104,6 +104,33 @@ class TrioClient(AsyncClientBase):
         primitive.delivered = delivered
         primitive.done.set()
 
+    _room: trio.Event | None = None
+
+    def _room_freed(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    async def wait_for_room(self, timeout: float | None = None, *, size: int = 1024) -> bool:
+        """Wait until the queue has room for a message of ``size`` bytes, at most ``timeout`` seconds.
+
+        The event loop's form of ``queue_full_timeout`` (a call never blocks)::
+
+            if await client.wait_for_room(5):
+                client.track("user-1", "Signed Up")   # nothing ran in between: the room is still there
+
+        Returns:
+            Whether there is room (False: the timeout passed, or the client is closed).
+        """
+        engine = self._engine
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            while not engine.has_room(size):
+                if engine.state is not EngineState.OPEN:
+                    return False
+                self._room = room = trio.Event()
+                self._kick()
+                await room.wait()
+        return engine.has_room(size)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver until shut down. Start it with ``await nursery.start(client.run)``.
 
