@@ -193,13 +193,17 @@ def test_module_level_api_works_again_after_shutdown(collector: Collector) -> No
 
 
 def test_demo_runs_every_runtime_and_loses_nothing() -> None:
-    result = run_cli("demo", "--events", "400", "--faults", "0.3", "--seed", "4", timeout=120)
+    result = run_cli("demo", "--events", "400", "--faults", "0.3", "--seed", "4", "--crash-after", "200", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     for runtime in ("threaded", "asyncio", "trio"):
         sent, delivered, _retried, _duplicates, failed = rows[runtime][1:6]
         assert sent == delivered == "401"
         assert failed == "0"
+    assert "duplicates: messages stored twice" in result.stdout
+    assert "a few of the events that arrived:" in result.stdout
+    assert "crash: 200 accepted before the kill, 200 delivered by a fresh client" in result.stdout
+    assert "0 missing" in result.stdout
     assert "nothing lost" in result.stdout
 
 
