@@ -14,6 +14,7 @@ from typing import Any
 
 from segment_core import DeliveryError, ValidationError
 
+from ._options import add_settings_flags, settings_from_flags
 from .threaded import Client
 
 __all__ = ["add_arguments", "run"]
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--previousId", help="alias: the previous id")
     parser.add_argument("--gzip", action="store_true", help="gzip the request body")
     parser.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds (default 10)")
+    settings = parser.add_argument_group("client settings (as the Client keywords of the same names)")
+    parser.set_defaults(setting_names=add_settings_flags(settings, exclude=_NAMED_ABOVE))
+
+
+# Settings with flags of their own above (2.4's simulator's); --timeout here is how long to try.
+_NAMED_ABOVE = frozenset({"host", "gzip", "timeout", "shutdown_timeout", "send", "sync_mode"})
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -75,7 +82,14 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(error, DeliveryError):
             errors.append(error)
 
-    client = Client(args.writeKey, host=args.host, gzip=args.gzip, on_error=on_error, shutdown_timeout=args.timeout)
+    client = Client(
+        args.writeKey,
+        host=args.host,
+        gzip=args.gzip,
+        on_error=on_error,
+        shutdown_timeout=args.timeout,
+        **settings_from_flags(args, args.setting_names, renamed={"max_in_flight": "thread"}),
+    )
     try:
         _, message = getattr(client, args.type)(**_fields(args))
     except ValidationError as exc:

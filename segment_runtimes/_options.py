@@ -51,8 +51,10 @@ __all__ = [
     "Proxies",
     "Settings",
     "SuccessCallback",
+    "add_settings_flags",
     "args_doc",
     "settings_fields",
+    "settings_from_flags",
 ]
 
 ErrorCallback = Callable[[Exception, list[dict[str, Any]]], object]
@@ -342,3 +344,68 @@ def args_doc(*, renamed: Mapping[str, str] | None = None, extra: Sequence[tuple[
     for name, type_text, doc in extra:
         lines.append(f"    {name} ({type_text}): {doc}")
     return "\n".join(lines)
+
+
+# The command line's flags, from the same fields -----------------------------------------------
+
+# Settings a flag can carry: plain values (callbacks and handlers are Python objects).
+_FLAG_TYPES: Final[dict[str, Callable[[str], Any]]] = {
+    "int": int,
+    "float": float,
+    "float | None": float,
+    "str": str,
+    "str | None": str,
+    "Proxies": str,
+    "str | os.PathLike[str] | None": str,
+    "FsyncPolicy": str,
+}
+
+
+def add_settings_flags(parser: Any, *, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """Add a ``--kebab-case`` flag for every plain setting (help and default from its field); their names.
+
+    Args:
+        parser: an ``argparse.ArgumentParser`` (or a group of one).
+        exclude: settings the command names otherwise (``host``, say).
+    """
+    names = []
+    for field in settings_fields():
+        if field.name in exclude or field.name == "write_key":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata['doc']} (default: {field.default!r})".replace("%", "%%")
+        if field.type == "bool":
+            parser.add_argument(flag, dest=field.name, action="store_true", default=field.default, help=help_text)
+        elif field.type in _FLAG_TYPES:
+            choices = FSYNC_POLICIES if field.type == "FsyncPolicy" else None
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                type=_FLAG_TYPES[field.type],
+                default=field.default,
+                choices=choices,
+                help=help_text,
+            )
+        else:
+            continue
+        names.append(field.name)
+    return names
+
+
+def settings_from_flags(
+    namespace: Any, names: list[str], *, renamed: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The settings the flags gave, as keywords for a client (only those that differ from the defaults).
+
+    Args:
+        namespace: what ``argparse`` parsed.
+        names: what ``add_settings_flags`` returned.
+        renamed: setting name -> the keyword the client takes (``max_in_flight`` -> ``thread``).
+    """
+    renamed = renamed or {}
+    defaults = {field.name: field.default for field in settings_fields()}
+    return {
+        renamed.get(name, name): getattr(namespace, name)
+        for name in names
+        if getattr(namespace, name) != defaults[name]
+    }

@@ -111,3 +111,25 @@ def test_settings_are_frozen_and_show_no_secret() -> None:
     for text in (repr(settings), str(settings), repr(settings.__rich_repr__())):
         assert "super-secret-key" not in text
         assert "PRIVATE KEY" not in text
+
+
+def test_the_send_command_has_a_flag_for_every_plain_setting() -> None:
+    import argparse
+
+    from segment_runtimes import _cli_send
+
+    parser = argparse.ArgumentParser()
+    _cli_send.add_arguments(parser)
+    flags = {option for action in parser._actions for option in action.option_strings}
+    callables = {"on_error", "on_success", "log_handler", "write_key"}
+    for field in settings_fields():
+        if field.name in callables:
+            continue
+        named = "--" + field.name.replace("_", "-")
+        assert named in flags or field.name in {"host", "gzip", "timeout", "shutdown_timeout", "send"}, named
+    args = parser.parse_args(
+        ["--writeKey", "k", "--type", "track", "--upload-size", "7", "--spool-fsync", "never", "--debug"]
+    )
+    from segment_runtimes._options import settings_from_flags
+
+    assert settings_from_flags(args, args.setting_names) == {"upload_size": 7, "spool_fsync": "never", "debug": True}
