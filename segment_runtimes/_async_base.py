@@ -119,7 +119,9 @@ class AsyncClientBase(ClientBase):
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         message = built.message
-        if (built.dropped or not self._settings.send) and not self._checked(built):
+        if built.dropped:
+            self._reporter.dropped_values(built)
+        if not self._settings.send:
             return True, message
         misuse = self._call_misuse()
         if misuse is not None:

@@ -11,11 +11,12 @@ values.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from typing import Any
 
-from segment_core import BuiltMessage, ConfigurationError, Engine, EngineState, OAuthConfig, Stats
+from segment_core import ConfigurationError, Engine, EngineState, OAuthConfig, Stats
 from segment_core.plugins import PluginFailure
 
 from ._common import RealTimeCalls, log
@@ -97,10 +98,8 @@ class ClientBase(RealTimeCalls):
         if settings.log_handler is not None and settings.log_handler not in log.handlers:
             log.addHandler(settings.log_handler)
         if settings.debug:
-            log.setLevel("DEBUG")
+            log.setLevel(logging.DEBUG)
             if settings.log_handler is None and not log.handlers:
-                import logging  # noqa: PLC0415 - only with debug on
-
                 log.addHandler(logging.StreamHandler())
 
     def __repr__(self) -> str:
@@ -193,12 +192,6 @@ class ClientBase(RealTimeCalls):
 
     def _plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
         self._reporter.plugins_failed(failures)
-
-    def _checked(self, built: BuiltMessage) -> bool:
-        """Log what cleaning dropped; whether the message is to be sent at all."""
-        if built.dropped:
-            self._reporter.dropped_values(built)
-        return self._settings.send
 
     @property
     def _closed(self) -> bool:

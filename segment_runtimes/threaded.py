@@ -231,7 +231,9 @@ class Client(ClientBase):
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         message = built.message
-        if (built.dropped or not self._settings.send) and not self._checked(built):
+        if built.dropped:
+            self._reporter.dropped_values(built)
+        if not self._settings.send:
             return True, message
         spool = self._spool
         if spool is not None:
