@@ -152,7 +152,7 @@ class ShutdownDeadline(DeliveryError):
         self.in_flight = in_flight
         self.reason = reason
         if reason is not None:
-            text = f"not delivered: {reason}{_last(last_error)}"
+            text = f"{reason}{_last(last_error)}"
         elif last_error is not None:
             text = f"shutdown deadline passed before delivery{_last(last_error)}"
         elif in_flight:

@@ -38,6 +38,7 @@ from typing import Any
 
 from segment_core import (
     BuiltMessage,
+    ConfigurationError,
     DeliveryError,
     EngineState,
     Enqueued,
@@ -197,6 +198,8 @@ class Client(ClientBase):
         arguments = dict(locals())
         del arguments["self"]
         self.sync_mode = bool(arguments.pop("sync_mode"))
+        if isinstance(thread, bool) or not isinstance(thread, int) or thread < 1:
+            raise ConfigurationError("thread must be an int of at least 1 (worker threads, requests at once)")
         arguments["max_in_flight"] = arguments.pop("thread")
         self._setup(Settings(**arguments))
         self._waiter_ids = itertools.count(1)
