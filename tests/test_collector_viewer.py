@@ -266,10 +266,13 @@ def _lines(stream: Any, into: queue.Queue[str]) -> None:
         into.put(line)
 
 
+KEEP_OPEN = ("--keep-open", "--crash-after", "0")
+
+
 def test_demo_keep_open_leaves_the_viewer_up_until_ctrl_c() -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "segment_runtimes", "demo", "--events", "50", "--runtimes", "threaded", "--keep-open"]
-        + ["--crash-after", "0"],  # the crash scenario's events would count too
+        # Without the crash scenario: its events would count too.
+        [sys.executable, "-m", "segment_runtimes", "demo", "--events", "50", "--runtimes", "threaded", *KEEP_OPEN],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
