@@ -32,7 +32,6 @@ from segment_core import (
     Request,
     Response,
     TransportFailure,
-    TransportFailureKind,
     WaitSettled,
 )
 from segment_core.spool import SpoolRef
@@ -211,6 +210,7 @@ class AsyncClientBase(ClientBase):
 
     async def _exchange(self, request: Request) -> None:
         """Perform one request and feed its outcome back to the engine; nothing but cancellation escapes."""
+        outcome: Response | TransportFailure
         try:
             http = self._http
             if http is None:
@@ -220,18 +220,8 @@ class AsyncClientBase(ClientBase):
         except BaseException as exc:  # the transport promises not to raise; if it does, the batch retries
             if is_cancellation(exc):
                 raise
-            self._reporter.bug("the transport", exc)
-            outcome = TransportFailure(kind=TransportFailureKind.OTHER, detail=f"internal error: {type(exc).__name__}")
-        now, wall = time.monotonic(), time.time()
-        try:
-            if isinstance(outcome, Response):
-                self._engine.receive_response(request.id, outcome, now=now, wall=wall)
-            else:
-                self._engine.receive_failure(request.id, outcome, now=now, wall=wall)
-        except Exception as exc:  # the engine is total; should it fail, the batch still settles
-            self._reporter.bug("the engine", exc)
-            failure = TransportFailure(kind=TransportFailureKind.OTHER, detail=f"internal error: {type(exc).__name__}")
-            self._engine.receive_failure(request.id, failure, now=now, wall=wall)
+            outcome = self._internal_failure("the transport", exc)
+        self._feed_outcome(request, outcome)
         self._wake_worker()
 
     async def _close_http(self) -> None:

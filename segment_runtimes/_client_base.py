@@ -14,9 +14,20 @@ import contextlib
 import logging
 import os
 import random
+import time
 from typing import Any
 
-from segment_core import ConfigurationError, Engine, EngineState, OAuthConfig, Stats
+from segment_core import (
+    ConfigurationError,
+    Engine,
+    EngineState,
+    OAuthConfig,
+    Request,
+    Response,
+    Stats,
+    TransportFailure,
+    TransportFailureKind,
+)
 from segment_core.plugins import PluginFailure
 
 from ._common import RealTimeCalls, log
@@ -192,6 +203,25 @@ class ClientBase(RealTimeCalls):
 
     def _plugins_failed(self, failures: tuple[PluginFailure, ...]) -> None:
         self._reporter.plugins_failed(failures)
+
+    # The worker's side -------------------------------------------------------
+
+    def _internal_failure(self, where: str, exc: BaseException) -> TransportFailure:
+        """A bug of ours in ``where``, logged with its traceback, as the failure its request settles with."""
+        self._reporter.bug(where, exc)
+        return TransportFailure(kind=TransportFailureKind.OTHER, detail=f"internal error: {type(exc).__name__}")
+
+    def _feed_outcome(self, request: Request, outcome: Response | TransportFailure) -> None:
+        """Give the engine a request's outcome (the caller holds ``_guard``); its batch settles even if that fails."""
+        now, wall = time.monotonic(), time.time()
+        engine = self._engine
+        try:
+            if isinstance(outcome, Response):
+                engine.receive_response(request.id, outcome, now=now, wall=wall)
+            else:
+                engine.receive_failure(request.id, outcome, now=now, wall=wall)
+        except Exception as exc:  # the engine is total; should it fail, the batch still settles
+            engine.receive_failure(request.id, self._internal_failure("the engine", exc), now=now, wall=wall)
 
     @property
     def _closed(self) -> bool:

@@ -47,7 +47,6 @@ from segment_core import (
     Request,
     Response,
     TransportFailure,
-    TransportFailureKind,
     WaitSettled,
 )
 from segment_core import __version__ as VERSION
@@ -505,23 +504,13 @@ class Client(ClientBase):
 
     def _exchange(self, request: Request) -> None:
         """Perform one request outside the lock and feed its outcome to the engine."""
+        outcome: Response | TransportFailure
         try:
             outcome = self._perform(request)
         except BaseException as exc:  # the transport promises not to raise; if it does, the batch retries
-            self._reporter.bug("the transport", exc)
-            outcome = TransportFailure(kind=TransportFailureKind.OTHER, detail=f"internal error: {type(exc).__name__}")
+            outcome = self._internal_failure("the transport", exc)
         with self._lock:
-            now, wall = time.monotonic(), time.time()
-            try:
-                if isinstance(outcome, Response):
-                    self._engine.receive_response(request.id, outcome, now=now, wall=wall)
-                else:
-                    self._engine.receive_failure(request.id, outcome, now=now, wall=wall)
-            except BaseException as exc:  # the engine is total; should it fail, the batch still settles
-                self._reporter.bug("the engine", exc)
-                detail = f"internal error: {type(exc).__name__}"
-                failure = TransportFailure(kind=TransportFailureKind.OTHER, detail=detail)
-                self._engine.receive_failure(request.id, failure, now=now, wall=wall)
+            self._feed_outcome(request, outcome)
             self._take_outputs()
             self._work_ready.notify()
 

@@ -310,3 +310,60 @@ def test_the_send_cli_refuses_an_empty_write_key_in_one_line() -> None:
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "write key" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@runtimes
+@pytest.mark.parametrize("where", ["engine", "transport"])
+def test_a_bug_in_the_loop_is_logged_and_the_batch_still_delivered(
+    runtime: Runtime,
+    where: str,
+    collector: Collector,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whatever raises inside a worker (here the engine, or the transport, once) is logged with its
+    # traceback, the request's batch takes a retry naming it, and delivery goes on.
+    from segment_core import Engine
+    from segment_runtimes._transport import AsyncHTTP, SyncHTTP
+
+    raised: list[str] = []
+
+    def once(original: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not raised:
+                raised.append("boom")
+                raise RuntimeError("a bug inside the worker")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    def once_async(original: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not raised:
+                raised.append("boom")
+                raise RuntimeError("a bug inside the worker")
+            return await original(*args, **kwargs)
+
+        return wrapper
+
+    if where == "engine":
+        monkeypatch.setattr(Engine, "receive_response", once(Engine.receive_response))
+    else:
+        monkeypatch.setattr(SyncHTTP, "perform", once(SyncHTTP.perform))
+        monkeypatch.setattr(AsyncHTTP, "perform", once_async(AsyncHTTP.perform))
+    errors = ErrorLog()
+
+    async def scenario(runtime: Runtime) -> None:
+        async with runtime.open(WRITE_KEY, host=collector.url, on_error=errors) as client:
+            client.call("track", "user-1", "Survives")
+            assert await client.flush(30)
+            client.call("track", "user-1", "Next")
+            assert await client.flush(30)
+
+    with caplog.at_level(logging.ERROR, logger="segment"):
+        run_scenario(runtime, scenario)
+    assert raised == ["boom"]
+    assert errors.calls == []
+    assert sorted(m.json["event"] for m in collector.messages() if not m.duplicate) == ["Next", "Survives"]
+    assert f"internal error in the {where}" in caplog.text
+    assert "Traceback" in caplog.text
