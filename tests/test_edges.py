@@ -367,3 +367,24 @@ def test_a_bug_in_the_loop_is_logged_and_the_batch_still_delivered(
     assert sorted(m.json["event"] for m in collector.messages() if not m.duplicate) == ["Next", "Survives"]
     assert f"internal error in the {where}" in caplog.text
     assert "Traceback" in caplog.text
+
+
+def test_a_trio_client_whose_nursery_is_cancelled_reports_what_it_held() -> None:
+    import trio  # noqa: PLC0415
+
+    from segment_runtimes.trio import TrioClient  # noqa: PLC0415
+
+    errors = ErrorLog()
+
+    async def main() -> None:
+        client = TrioClient(WRITE_KEY, host=f"http://127.0.0.1:{closed_port()}", on_error=errors)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            assert client.track("user-1", "Held")[0]
+            nursery.cancel_scope.cancel()  # the host's own cancellation: run() ends, nothing escapes
+
+    trio.run(main)
+    ((error, batch),) = errors.calls
+    assert isinstance(error, ShutdownDeadline)
+    assert "the nursery running the client was cancelled before shutdown()" in str(error)
+    assert [message["event"] for message in batch] == ["Held"]
