@@ -370,9 +370,9 @@ def test_a_bug_in_the_loop_is_logged_and_the_batch_still_delivered(
 
 
 def test_a_trio_client_whose_nursery_is_cancelled_reports_what_it_held() -> None:
-    import trio  # noqa: PLC0415
+    import trio
 
-    from segment_runtimes.trio import TrioClient  # noqa: PLC0415
+    from segment_runtimes.trio import TrioClient
 
     errors = ErrorLog()
 
