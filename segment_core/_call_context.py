@@ -50,17 +50,26 @@ class CallScope(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def apply(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """A call's arguments with the scope filled in (the call's own values win)."""
-        if self.user_id is not None and fields.get("user_id") is None:
+        """A call's arguments with the scope filled in (the call's own values win).
+
+        A call naming another user than the scope's gets none of the scope's traits
+        or anonymous id: they describe the scope's user.
+        """
+        given = fields.get("user_id")
+        traits = self.traits
+        other_user = given is not None and self.user_id is not None and str(given) != str(self.user_id)
+        if self.user_id is not None and given is None:
             fields["user_id"] = self.user_id
-        if self.anonymous_id is not None and kind != "alias" and fields.get("anonymous_id") is None:
+        if other_user:
+            traits = {}
+        elif self.anonymous_id is not None and kind != "alias" and fields.get("anonymous_id") is None:
             fields["anonymous_id"] = self.anonymous_id
         context = self.context
-        if self.traits:
+        if traits:
             if kind in ("identify", "group"):
-                fields["traits"] = _merged(self.traits, _mapping(fields.get("traits")))
+                fields["traits"] = _merged(traits, _mapping(fields.get("traits")))
             else:
-                context = _merged(context, {"traits": dict(self.traits)})
+                context = _merged(context, {"traits": dict(traits)})
         if context:
             fields["context"] = _merged(context, _mapping(fields.get("context")))
         if self.integrations:

@@ -451,6 +451,10 @@ class Engine:
             and intake.queued_bytes + size <= self.config.max_queue_bytes
         )
 
+    def record_refused(self, count: int = 1) -> None:
+        """The runtime refused ``count`` messages before the engine saw them (a full spool): ``Stats.rejected``."""
+        self._rejected += count
+
     def record_dropped(self, count: int = 1) -> None:
         """A plugin dropped ``count`` messages before they reached the engine: counted in ``Stats.dropped``."""
         self._dropped += count

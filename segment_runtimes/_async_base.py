@@ -143,6 +143,7 @@ class AsyncClientBase(ClientBase):
         """With a spool: True only once the message is in a spool file (a write, never an fsync here)."""
         ref = spool.append(built.data)
         if not isinstance(ref, SpoolRef):
+            self._engine.record_refused()
             self._reporter.spool_refused(ref)
             return False, built.message
         result = self._engine.enqueue(built.data, now=time.monotonic())

@@ -100,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     if delivered:
         print(f"delivered {args.type} {message['messageId']}")
         return 0
-    reason = errors[0] if errors else "not delivered before the timeout"
+    last_error = client._engine.last_error
+    if errors:
+        reason = str(errors[0])
+    elif args.spool_dir is not None:
+        cause = f": {last_error}" if last_error is not None else ""
+        reason = f"it stays in the spool at {args.spool_dir} for the next client (or `spool drain`){cause}"
+    else:
+        reason = f"the timeout passed{': ' + str(last_error) if last_error is not None else ''}"
     print(f"error: {args.type} {message['messageId']} not delivered: {reason}", file=sys.stderr)
     return 1

@@ -94,13 +94,17 @@ def _drain(args: argparse.Namespace) -> int:
             break
         pause.wait(_LOOK_AGAIN)
     delivered = client.stats().delivered
+    last_error = client._engine.last_error
     client.shutdown()
     left = inspect_spool(args.directory).pending
     failed = sum(count for _, count in failures)
     if not failed and not left:
         print(f"delivered {delivered} message(s); {args.directory} is empty")
         return 0
-    reason = f"; last error: {failures[-1][0]}" if failures else ""
+    if failures:
+        reason = f"; last error: {failures[-1][0]}"
+    else:
+        reason = f"; last attempt: {last_error}" if last_error is not None else ""
     print(
         f"error: delivered {delivered}, failed {failed}, {left} left in {args.directory}{reason}",
         file=sys.stderr,

@@ -264,6 +264,8 @@ class Client(ClientBase):
         message = built.message
         ref = spool.append(built.data)
         if not isinstance(ref, SpoolRef):
+            with self._lock:
+                self._engine.record_refused()
             self._reporter.spool_refused(ref)
             return False, message
         with self._lock:

@@ -149,6 +149,7 @@ def test_the_spool_bound_refuses_loudly_and_never_blocks(tmp_path: Path, caplog:
         assert results[-1] is False
         refused = results.count(False)
         assert 0 < refused < 200
+        assert client.stats().rejected == refused
         assert "message not queued" in caplog.text
         assert sum(path.stat().st_size for path in tmp_path.glob("*.spool")) <= 20_000
     finally:
@@ -186,3 +187,28 @@ sys.exit(os.waitstatus_to_exitcode(status))
     assert events == ["After Fork", "Before Fork", "In Child"]
     assert not list(tmp_path.glob("*.spool")), "delivered files are deleted"
     assert os.listdir(tmp_path) == []
+
+
+def test_send_with_a_spool_to_a_down_host_says_the_message_stays(tmp_path: Path) -> None:
+    port = closed_port()
+    command = [
+        sys.executable,
+        "-m",
+        "segment_runtimes",
+        "send",
+        "--writeKey",
+        "k",
+        "--host",
+        f"http://127.0.0.1:{port}",
+    ]
+    command += ["--type", "track", "--userId", "u1", "--event", "E", "--timeout", "1", "--spool-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert f"stays in the spool at {tmp_path}" in result.stderr
+    assert f"connection refused (127.0.0.1:{port})" in result.stderr
+    drain = [sys.executable, "-m", "segment_runtimes", "spool", "drain", str(tmp_path), "--writeKey", "k"]
+    drain += ["--host", f"http://127.0.0.1:{port}", "--timeout", "1"]
+    drained = subprocess.run(drain, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert drained.returncode == 1
+    assert "1 left in" in drained.stderr
+    assert f"last attempt: connection refused (127.0.0.1:{port})" in drained.stderr

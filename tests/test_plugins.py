@@ -195,6 +195,7 @@ def test_call_context_fills_ids_traits_and_context_and_calls_win() -> None:
     assert scoped["context"]["ip"] == "1.1.1.1"
     explicit = by_event["Explicit"]
     assert (explicit["userId"], explicit["context"]["ip"]) == ("explicit", "2.2.2.2")
+    assert "traits" not in explicit["context"], "the scope's user's traits are not another user's"
     assert by_event["identify"]["traits"] == {"plan": "pro", "seats": 3}
     nested = by_event["Nested"]
     assert nested["context"]["app"] == {"v": 1, "build": 7}
