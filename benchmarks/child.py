@@ -14,6 +14,9 @@ Modes:
   that the parent can check them against what the collector stored. Our async
   clients are called from their event loop, which the caller's loop yields to
   every 10 calls; ``--loop asyncio|trio`` calls the reference the same way.
+  ``--spool-dir DIR --fsync POLICY`` runs ours with the disk spool there
+  (``spool_dir=``, ``spool_fsync=``); after shutting down, the child reports
+  how many records the spool still holds as pending (``inspect_spool``).
 - ``memory``: with the server down (a bound, non-listening port) and
   ``upload_interval=3600``, enqueue N events under tracemalloc and report the
   Python memory still held per queued event, and the mean JSON size of the
@@ -98,11 +101,23 @@ def _closed_port() -> tuple[socket.socket, str]:
 # --- deliver ---------------------------------------------------------------------------------
 
 
-def _deliver_threaded(impl: str, url: str, n: int) -> tuple[dict[str, Any], list[str]]:
+def _spool_options(spool: tuple[str, str] | None) -> dict[str, Any]:
+    """Our clients' spool settings for ``(directory, fsync policy)``; none for a memory-only run."""
+    if spool is None:
+        return {}
+    directory, fsync = spool
+    return {"spool_dir": directory, "spool_fsync": fsync}
+
+
+def _deliver_threaded(
+    impl: str, url: str, n: int, spool: tuple[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     warmup = make_calls(WARMUP, seed=_WARMUP_SEED, start=10_000_000)
     calls = make_calls(n, seed=_WORKLOAD_SEED)
     errors = _Errors()
-    client = _client_class(impl)(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    client = _client_class(impl)(
+        WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000, **_spool_options(spool)
+    )
     ids: list[str] = []
     failed_calls = 0
     for kwargs in warmup:
@@ -204,55 +219,74 @@ async def _measure_async(
 
 
 async def _deliver_asyncio(
-    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]], spool: tuple[str, str] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     from segment_runtimes.asyncio import AsyncClient
 
     errors = _Errors()
-    client = AsyncClient(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
+    client = AsyncClient(
+        WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000, **_spool_options(spool)
+    )
     return await _measure_async(client, n, errors, yield_to_loop)
 
 
 async def _deliver_trio(
-    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]], spool: tuple[str, str] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     from segment_runtimes.trio import open_client
 
     errors = _Errors()
-    async with open_client(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000) as client:
+    options = _spool_options(spool)
+    async with open_client(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000, **options) as client:
         return await _measure_async(client, n, errors, yield_to_loop)
 
 
 async def _deliver_reference_in_loop(
-    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]]
+    url: str, n: int, yield_to_loop: Callable[[], Awaitable[None]], spool: tuple[str, str] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
+    assert spool is None, "the reference has no spool"
     errors = _Errors()
     client = _client_class("reference")(WRITE_KEY, host=url, on_error=errors, max_queue_size=n + WARMUP + 1000)
     return await _measure_async(client, n, errors, yield_to_loop, stop=client.join)  # as in _deliver_threaded
 
 
-def deliver(impl: str, url: str, n: int, ids_path: str, loop: str | None = None) -> dict[str, Any]:
+def deliver(
+    impl: str, url: str, n: int, ids_path: str, loop: str | None = None, spool: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """Time N calls and their delivery; write every returned messageId (warm-up included) to ids_path.
 
     ``loop`` ("asyncio" or "trio"): call the reference from that event loop, as our client of
-    that name is called, so that a pair's two runs differ only in the client.
+    that name is called, so that a pair's two runs differ only in the client. ``spool``
+    (ours only): ``(directory, fsync policy)`` of the disk spool.
     """
     if impl == "replay":
         return replay(url, n, ids_path)
+    if spool is not None and impl not in ("threaded", "asyncio", "trio"):
+        raise ValueError(f"{impl} has no spool")
     if impl == "asyncio" or (impl == "reference" and loop == "asyncio"):
         deliver_in_asyncio = _deliver_asyncio if impl == "asyncio" else _deliver_reference_in_loop
-        result, ids = asyncio.run(deliver_in_asyncio(url, n, lambda: asyncio.sleep(0)))
+        result, ids = asyncio.run(deliver_in_asyncio(url, n, lambda: asyncio.sleep(0), spool))
     elif impl == "trio" or (impl == "reference" and loop == "trio"):
         import trio
 
         deliver_in_trio = _deliver_trio if impl == "trio" else _deliver_reference_in_loop
-        result, ids = trio.run(deliver_in_trio, url, n, lambda: trio.sleep(0))
+        result, ids = trio.run(deliver_in_trio, url, n, lambda: trio.sleep(0), spool)
     else:
-        result, ids = _deliver_threaded(impl, url, n)
+        result, ids = _deliver_threaded(impl, url, n, spool)
     with open(ids_path, "w", encoding="ascii") as out:
         out.write("\n".join(ids))
     result.update(impl=impl, n=n, warmup=WARMUP, sent=len(ids))
+    if spool is not None:
+        result.update(_spool_left(spool[0]))
     return result
+
+
+def _spool_left(directory: str) -> dict[str, int]:
+    """What the spool still holds after shutdown: every record should be settled, and its files deleted."""
+    from segment_runtimes._spool_inspect import inspect_spool
+
+    report = inspect_spool(directory)
+    return {"spool_pending": report.pending, "spool_files": len(report.files), "spool_damaged": report.damaged}
 
 
 def replay_bodies(n: int) -> tuple[list[bytes], list[str]]:
@@ -456,11 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop", choices=("asyncio", "trio"), help="call the reference from this event loop, as ours is (deliver)"
     )
+    parser.add_argument("--spool-dir", help="ours: deliver through a disk spool in this directory (deliver)")
+    parser.add_argument("--fsync", choices=("never", "interval", "always"), default="interval", help="spool_fsync")
     args = parser.parse_args(argv)
     if args.mode == "deliver":
         if not args.url or not args.ids:
             parser.error("deliver needs --url and --ids")
-        result = deliver(args.impl, args.url, args.n, args.ids, args.loop)
+        spool = None if args.spool_dir is None else (args.spool_dir, args.fsync)
+        result = deliver(args.impl, args.url, args.n, args.ids, args.loop, spool)
     elif args.mode == "memory":
         result = memory(args.impl, args.n)
     else:

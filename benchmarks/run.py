@@ -49,49 +49,28 @@ import platform
 import re
 import selectors
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "main"]
+from .report import Row, build_rows, format_table
+from .results import OURS, PAIRED, DeliveryRun, MemoryRun, Settings, ShutdownRun, parse_label
+
+__all__ = ["OURS", "PAIRED", "Settings", "main", "round_schedule"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
-OURS = ("threaded", "asyncio", "trio")
-
-# Targets, as ratios to the reference measured in the same run.
-CALLER_COST_MAX_RATIO = 1 / 8
-EVENTS_PER_SECOND_MIN_RATIO = 6.0
-MEMORY_MAX_JSON_RATIO = 1.3
-# Ours must stop within its shutdown timeout; this is the allowance for process noise.
-SHUTDOWN_SLACK = 1.0
-# A client delivering at this fraction of the collector's replay ceiling is limited by the collector.
-COLLECTOR_BOUND = 0.8
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How much to measure."""
-
-    n: int  # track calls per delivery run
-    rounds: int  # delivery runs of each of ours, each paired with a reference run
-    memory_n: int  # events queued per memory run
-    memory_rounds: int
-    shutdown_n: int  # events queued before shutting down with the server down
-    shutdown_timeout: float | None  # ours; None: its default shutdown_timeout
-    shutdown_cap: float  # seconds the reference may take before it counts as hung
-
 
 # Seven rounds: the median of seven paired ratios holds still on a machine whose speed swings 2x
-# within seconds, where five did not always (about 2.5 minutes in all).
+# within seconds, where five did not always (about 2.5 minutes for the memory-only runs, 7 with
+# the spool's).
 FULL = Settings(
     n=8000, rounds=7, memory_n=5000, memory_rounds=3, shutdown_n=1000, shutdown_timeout=None, shutdown_cap=20.0
 )
@@ -102,10 +81,6 @@ QUICK = Settings(
 
 class BenchmarkError(RuntimeError):
     """A measurement could not be made (a child crashed, the collector did not start)."""
-
-
-class EventLoss(AssertionError):
-    """The collector did not receive exactly the events the client accepted."""
 
 
 def log(text: str) -> None:
@@ -203,67 +178,50 @@ def collector(directory: Path, name: str) -> Iterator[CollectorProcess]:
         process.stop()
 
 
-# --- figures 1, 2, 5, 6: delivery runs --------------------------------------------------------
+# --- figures 1, 2, 5, 6, 7: delivery runs ----------------------------------------------------
 
 
-@dataclass
-class DeliveryRun:
-    impl: str
-    round: int
-    pair: str | None  # which of our runtimes a reference run is paired with (ours: itself; the replay: None)
-    n: int
-    caller_us: float  # wall time of the caller's loop / n
-    caller_cpu_us: float  # the caller thread's CPU time in the loop / n
-    calls_only_us: float  # async runtimes: the loop minus its yields to the event loop (delivery) / n
-    events_per_second: float  # n / (first call ... shutdown returned)
-    events_per_second_to_flush: float  # n / (first call ... flush returned)
-    sent: int  # warm-up included
-    stored: int
-    stored_unique: int
-    missing: int
-    unexpected: int
-    failed_calls: int
-    on_error_messages: int
+def round_schedule(round_: int, labels: Sequence[str] = PAIRED) -> list[tuple[str, str | None]]:
+    """The delivery runs of one round, in order: ``(label, pair)``.
 
-    @property
-    def lost(self) -> bool:
-        return bool(
-            self.missing
-            or self.unexpected
-            or self.failed_calls
-            or self.on_error_messages
-            or self.stored_unique != self.sent
-        )
-
-
-def round_schedule(round_: int) -> list[tuple[str, str | None]]:
-    """The delivery runs of one round, in order: ``(impl, pair)``.
-
-    Each of our runtimes runs right next to a reference run of its own, so each ratio compares two
-    runs a few seconds apart rather than a whole round apart: this machine's speed swings within
-    seconds. Ours take turns going first, each pair swaps its order from round to round, and the replay
-    (the collector's ceiling, no client) runs once per round, at its end or its start.
+    Each of our kinds of run (``labels``: a runtime, memory only or with the spool under an fsync
+    policy) runs right next to a reference run of its own, ``("reference", label)``, so each ratio
+    compares two runs a few seconds apart rather than a whole round apart: this machine's speed
+    swings within seconds. Ours take turns going first, each pair swaps its order from round to round,
+    and the replay (the collector's ceiling, no client) runs once per round, at its end or its start.
     """
-    shift = round_ % len(OURS)
+    shift = round_ % len(labels)
     schedule: list[tuple[str, str | None]] = []
-    for impl in OURS[shift:] + OURS[:shift]:
-        pair: list[tuple[str, str | None]] = [("reference", impl), (impl, impl)]
-        schedule += pair if (round_ + OURS.index(impl)) % 2 == 0 else pair[::-1]
+    for label in [*labels[shift:], *labels[:shift]]:
+        pair: list[tuple[str, str | None]] = [("reference", label), (label, label)]
+        schedule += pair if (round_ + labels.index(label)) % 2 == 0 else pair[::-1]
     replay: tuple[str, str | None] = ("replay", None)
     return [*schedule, replay] if round_ % 2 == 0 else [replay, *schedule]
 
 
-def delivery_run(impl: str, round_: int, n: int, directory: Path, pair: str | None = None) -> DeliveryRun:
-    """One delivery run against a fresh collector; checks that every event arrived."""
-    name = f"deliver-{impl}-{round_}-{pair}"
+def delivery_run(
+    label: str, round_: int, n: int, directory: Path, pair: str | None = None, spool_root: Path | None = None
+) -> DeliveryRun:
+    """One delivery run against a fresh collector; checks that every event arrived.
+
+    ``label`` is ``"reference"``, ``"replay"`` or one of ours (see ``benchmarks.results``); a spool
+    run gets a fresh directory under ``spool_root``, removed afterwards.
+    """
+    impl, fsync = parse_label(label)
+    name = f"deliver-{label}-{round_}-{pair}".replace("+", "-").replace(":", "-")
     ids_path = directory / f"{name}.ids"
+    args = ["deliver", impl, "--n", str(n), "--ids", str(ids_path)]
     # A reference run paired with an async runtime is called from that runtime's event loop, as
     # async services call it today: the two runs of a pair differ only in the client.
-    loop = ["--loop", pair] if impl == "reference" and pair in ("asyncio", "trio") else []
-    with collector(directory, name) as server:
-        result = run_child(
-            ["deliver", impl, "--n", str(n), "--url", server.url, "--ids", str(ids_path), *loop], timeout=300.0
-        )
+    partner = None if pair is None else parse_label(pair)[0]
+    if impl == "reference" and partner in ("asyncio", "trio"):
+        args += ["--loop", partner]
+    with contextlib.ExitStack() as stack:
+        if fsync is not None:
+            spool_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{name}-", dir=spool_root))
+            args += ["--spool-dir", spool_dir, "--fsync", fsync]
+        server = stack.enter_context(collector(directory, name))
+        result = run_child([*args, "--url", server.url], timeout=300.0)
         stored = server.stored_ids()
     expected = set(ids_path.read_text(encoding="ascii").split())
     unique = set(stored)
@@ -284,34 +242,25 @@ def delivery_run(impl: str, round_: int, n: int, directory: Path, pair: str | No
         unexpected=len(unique - expected),
         failed_calls=result["failed_calls"],
         on_error_messages=result["on_error_messages"],
+        spool=fsync,
+        spool_pending=result.get("spool_pending", 0),
+        spool_files=result.get("spool_files", 0),
     )
     if len(expected) != run.sent:
         run.missing += run.sent - len(expected)  # repeated messageIds from the client: not n distinct events
     if run.lost:
         log(
-            f"!!! EVENT LOSS in {impl} run {round_}: sent {run.sent}, collector holds {run.stored_unique} distinct "
+            f"!!! EVENT LOSS in {label} run {round_}: sent {run.sent}, collector holds {run.stored_unique} distinct "
             f"messageIds ({run.missing} missing, {run.unexpected} unexpected), {run.failed_calls} calls refused, "
             f"{run.on_error_messages} reported to on_error"
         )
+    if run.spool_pending or run.spool_files:
+        left = f"{run.spool_pending} pending records in {run.spool_files} files"
+        log(f"!!! {label} run {round_}: after shutdown the spool still holds {left}")
     return run
 
 
 # --- figure 3: memory ------------------------------------------------------------------------
-
-
-@dataclass
-class MemoryRun:
-    impl: str
-    round: int
-    n: int
-    accepted: int
-    bytes_per_event: float
-    mean_json_bytes: float
-    top: list[dict[str, Any]]
-
-    @property
-    def json_ratio(self) -> float:
-        return self.bytes_per_event / self.mean_json_bytes
 
 
 def memory_run(impl: str, round_: int, n: int) -> MemoryRun:
@@ -330,16 +279,6 @@ def memory_run(impl: str, round_: int, n: int) -> MemoryRun:
 
 
 # --- figure 4: shutdown with the server down --------------------------------------------------
-
-
-@dataclass
-class ShutdownRun:
-    impl: str
-    n: int
-    timeout: float | None
-    cap: float
-    seconds: float | None  # None: still running at the cap (killed)
-    reported_failed: int | None  # messages reported through on_error (ours: all n, once)
 
 
 def shutdown_run(impl: str, n: int, timeout: float | None, cap: float) -> ShutdownRun:
@@ -366,264 +305,6 @@ def shutdown_run(impl: str, n: int, timeout: float | None, cap: float) -> Shutdo
     finally:
         process.stdout.close()
     return ShutdownRun(impl, n, timeout, cap, seconds=result["seconds"], reported_failed=result["on_error_messages"])
-
-
-# --- the report --------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    figure: str
-    ours: str
-    reference: str
-    ratio: str
-    target: str
-    result: str  # PASS, FAIL or "" (information only)
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def _fmt(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
-def paired_ratios(runs: Sequence[DeliveryRun], impl: str, versus: str, attribute: str) -> list[float]:
-    """``impl / versus`` for ``attribute``, one per pair of runs that ran back to back.
-
-    Against the reference, each of our runs pairs with the reference run scheduled next to it (see
-    ``round_schedule``); against the replay, every run of ``impl`` pairs with its round's replay.
-    """
-    ratios = []
-    for run in runs:
-        if run.impl != impl:
-            continue
-        for other in runs:
-            if other.impl == versus and other.round == run.round and (versus != "reference" or other.pair == run.pair):
-                ratios.append(getattr(run, attribute) / getattr(other, attribute))
-    return ratios
-
-
-def _ratio_text(ratios: Sequence[float], inverse: bool = False) -> str:
-    median = _median(ratios)
-    spread = f" [{min(ratios):.2f}-{max(ratios):.2f}]" if len(ratios) > 1 else ""
-    return f"{median:.2f}x{spread}" + (f" = 1/{1 / median:.1f}" if inverse else "")
-
-
-def build_rows(
-    runs: list[DeliveryRun], memory: list[MemoryRun], shutdowns: dict[str, ShutdownRun], settings: Settings
-) -> list[Row]:
-    """The table: medians of each figure, and the median of the paired ratios (ours / reference)."""
-
-    def median_of(impl: str, attribute: str, pair: str | None = None) -> float:
-        """The median over ``impl``'s runs (for the reference: those paired with ``pair``, if given)."""
-        return _median([getattr(run, attribute) for run in runs if run.impl == impl and pair in (None, run.pair)])
-
-    rows: list[Row] = []
-    for impl in OURS:
-        ref_cost = median_of("reference", "caller_us", impl)
-        cost = median_of(impl, "caller_us")
-        ratios = paired_ratios(runs, impl, "reference", "caller_us")
-        rows.append(
-            Row(
-                f"1/5 caller cost per track, {impl} (µs)",
-                _fmt(cost),
-                _fmt(ref_cost),
-                _ratio_text(ratios, inverse=True),
-                f"≤ 1/{1 / CALLER_COST_MAX_RATIO:.0f}",
-                _verdict(_median(ratios) <= CALLER_COST_MAX_RATIO),
-                {"ours": cost, "reference": ref_cost, "ratio": _median(ratios), "ratios": ratios},
-            )
-        )
-    ref_cpu = median_of("reference", "caller_cpu_us", "threaded")
-    cpu = median_of("threaded", "caller_cpu_us")
-    ratios = paired_ratios(runs, "threaded", "reference", "caller_cpu_us")
-    rows.append(
-        Row(
-            "   caller thread CPU per track, threaded (µs)",
-            _fmt(cpu),
-            _fmt(ref_cpu),
-            _ratio_text(ratios, inverse=True),
-            "",
-            "",
-            {"ours": cpu, "reference": ref_cpu, "ratio": _median(ratios), "ratios": ratios},
-        )
-    )
-    for impl in ("asyncio", "trio"):
-        calls_only = median_of(impl, "calls_only_us")
-        ref_calls_only = median_of("reference", "calls_only_us", impl)
-        ratios = paired_ratios(runs, impl, "reference", "calls_only_us")
-        rows.append(
-            Row(
-                f"   {impl}: the calls alone, no delivery (µs)",
-                _fmt(calls_only),
-                _fmt(ref_calls_only),
-                _ratio_text(ratios, inverse=True),
-                "",
-                "",
-                {"ours": calls_only, "reference": ref_calls_only, "ratio": _median(ratios), "ratios": ratios},
-            )
-        )
-    for impl in OURS:
-        ref_eps = median_of("reference", "events_per_second", impl)
-        eps = median_of(impl, "events_per_second")
-        ratios = paired_ratios(runs, impl, "reference", "events_per_second")
-        of_ceiling = _median(paired_ratios(runs, impl, "replay", "events_per_second"))
-        verdict = _verdict(_median(ratios) >= EVENTS_PER_SECOND_MIN_RATIO)
-        if verdict == "FAIL" and of_ceiling >= COLLECTOR_BOUND:
-            verdict = "FAIL (collector-bound)"
-        rows.append(
-            Row(
-                f"2/5 delivered events/s, {impl}",
-                _fmt(eps),
-                _fmt(ref_eps),
-                _ratio_text(ratios),
-                f"≥ {EVENTS_PER_SECOND_MIN_RATIO:g}x",
-                verdict,
-                {
-                    "ours": eps,
-                    "reference": ref_eps,
-                    "ratio": _median(ratios),
-                    "ratios": ratios,
-                    "fraction_of_collector_ceiling": of_ceiling,
-                },
-            )
-        )
-    ceiling = median_of("replay", "events_per_second")
-    of_ceiling = _median(paired_ratios(runs, "threaded", "replay", "events_per_second"))
-    ref_of_ceiling = _median(paired_ratios(runs, "reference", "replay", "events_per_second"))
-    rows.append(
-        Row(
-            "   collector ceiling: raw replay, no client",
-            _fmt(ceiling),
-            _fmt(ceiling),
-            f"threaded at {of_ceiling:.2f}",
-            "",
-            "",
-            {"ceiling": ceiling, "threaded_over_ceiling": of_ceiling, "reference_over_ceiling": ref_of_ceiling},
-        )
-    )
-    ref_flush = median_of("reference", "events_per_second_to_flush", "threaded")
-    flush = median_of("threaded", "events_per_second_to_flush")
-    ratios = paired_ratios(runs, "threaded", "reference", "events_per_second_to_flush")
-    rows.append(
-        Row(
-            "   events/s until flush() returned, threaded",
-            _fmt(flush),
-            _fmt(ref_flush),
-            _ratio_text(ratios),
-            "",
-            "",
-            {"ours": flush, "reference": ref_flush, "ratio": _median(ratios), "ratios": ratios},
-        )
-    )
-
-    def mem(impl: str, attribute: str) -> float:
-        return _median([getattr(run, attribute) for run in memory if run.impl == impl])
-
-    ours_bytes, ref_bytes = mem("threaded", "bytes_per_event"), mem("reference", "bytes_per_event")
-    ours_json, ref_json = mem("threaded", "json_ratio"), mem("reference", "json_ratio")
-    rows.append(
-        Row(
-            "3   memory per queued event (bytes)",
-            _fmt(ours_bytes),
-            _fmt(ref_bytes),
-            f"{ours_bytes / ref_bytes:.2f}x",
-            "",
-            "",
-            {"ours": ours_bytes, "reference": ref_bytes, "ratio": ours_bytes / ref_bytes},
-        )
-    )
-    rows.append(
-        Row(
-            "3   ... as a multiple of its JSON",
-            f"{ours_json:.2f}x",
-            f"{ref_json:.2f}x",
-            f"{ours_json / ref_json:.2f}x",
-            f"ours ≤ {MEMORY_MAX_JSON_RATIO:g}x",
-            _verdict(ours_json <= MEMORY_MAX_JSON_RATIO),
-            {
-                "ours": ours_json,
-                "reference": ref_json,
-                "ratio": ours_json / ref_json,
-                "mean_json_bytes": {
-                    "ours": mem("threaded", "mean_json_bytes"),
-                    "reference": mem("reference", "mean_json_bytes"),
-                },
-            },
-        )
-    )
-    ours_stop, ref_stop = shutdowns["threaded"], shutdowns["reference"]
-    timeout = 10.0 if settings.shutdown_timeout is None else settings.shutdown_timeout
-    if ours_stop.seconds is None:
-        ours_text, ours_passed = f"> {ours_stop.cap:g} (cap)", False
-    else:
-        ours_text, ours_passed = f"{ours_stop.seconds:.2f}", ours_stop.seconds <= timeout + SHUTDOWN_SLACK
-        ours_passed = ours_passed and ours_stop.reported_failed == ours_stop.n
-    ref_text = f"> {ref_stop.cap:g} (cap)" if ref_stop.seconds is None else f"{ref_stop.seconds:.2f}"
-    if ours_stop.seconds is not None and ref_stop.seconds is None:
-        ratio_text = f"< {ours_stop.seconds / ref_stop.cap:.2f}x"
-    elif ours_stop.seconds is not None and ref_stop.seconds is not None:
-        ratio_text = f"{ours_stop.seconds / ref_stop.seconds:.2f}x"
-    else:
-        ratio_text = "?"
-    rows.append(
-        Row(
-            f"4   shutdown, server down, {ours_stop.n} queued (s)",
-            ours_text,
-            ref_text,
-            ratio_text,
-            f"ours ≤ timeout {timeout:g}+{SHUTDOWN_SLACK:g} s, all reported",
-            _verdict(ours_passed),
-            {"ours": asdict(ours_stop), "reference": asdict(ref_stop)},
-        )
-    )
-    lost: dict[str, int] = {}
-    for run in runs:
-        lost[run.impl] = lost.get(run.impl, 0) + (run.lost and 1)
-    ours_lost = sum(lost.get(impl, 0) for impl in OURS)
-    ours_runs = sum(1 for run in runs if run.impl in OURS)
-    ref_runs = sum(1 for run in runs if run.impl == "reference")
-    rows.append(
-        Row(
-            "6   delivery runs that lost an event",
-            f"{ours_lost} of {ours_runs}",
-            f"{lost.get('reference', 0)} of {ref_runs}",
-            "",
-            "0",
-            _verdict(not any(lost.values())),
-            {"ours": ours_lost, "reference": lost.get("reference", 0), "by_impl": lost},
-        )
-    )
-    return rows
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    header = ("figure", "ours", "reference", "ratio", "target", "result")
-    cells = [header, *((r.figure, r.ours, r.reference, r.ratio, r.target, r.result) for r in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate(cells):
-        text = "  ".join(
-            cell.ljust(width) if column == 0 or column >= 4 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
-        )
-        lines.append(text.rstrip())
-        if index == 0:
-            lines.append("-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def _versions() -> dict[str, str]:
@@ -655,6 +336,16 @@ def _scratch_root() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
+def filesystem_of(path: Path) -> dict[str, str]:
+    """What ``df -PT`` says holds ``path``: its device, filesystem type and mount point."""
+    try:
+        done = subprocess.run(["df", "-PT", str(path)], capture_output=True, text=True, timeout=10.0, check=True)
+        device, fstype, *_, mount = done.stdout.splitlines()[-1].split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {"path": str(path), "device": "?", "type": "?", "mounted_on": "?"}
+    return {"path": str(path), "device": device, "type": fstype, "mounted_on": mount}
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -681,9 +372,10 @@ def _in_background(function: Callable[[], ShutdownRun]) -> Callable[[], Shutdown
     return result
 
 
-def measure(settings: Settings, directory: Path) -> dict[str, Any]:
+def measure(settings: Settings, directory: Path, spool_root: Path) -> dict[str, Any]:
     started = time.monotonic()
     load_at_start = os.getloadavg()
+    load_by_round: list[tuple[float, float, float]] = []
     # Figure 4 waits on backoff timers, not the CPU: it runs in the background during figure 3,
     # whose figures are bytes, not times.
     log(f"figure 4: shutdown with the server down ({settings.shutdown_n} events queued), in the background")
@@ -711,12 +403,14 @@ def measure(settings: Settings, directory: Path) -> dict[str, Any]:
 
     runs: list[DeliveryRun] = []
     for round_ in range(settings.rounds):
-        for impl, pair in round_schedule(round_):
-            run = delivery_run(impl, round_, settings.n, directory, pair)
+        load_by_round.append(os.getloadavg())
+        log(f"round {round_}: load average {load_by_round[-1][0]:.2f}")
+        for label, pair in round_schedule(round_, settings.labels):
+            run = delivery_run(label, round_, settings.n, directory, pair, spool_root)
             runs.append(run)
-            beside = f" ({pair})" if impl == "reference" else ""
+            shown = f"{label} ({pair})" if label == "reference" else label
             log(
-                f"figures 1/2 round {round_} {impl:9}{beside:10}: {run.caller_us:7.1f} µs/call "
+                f"delivery round {round_} {shown:35}: {run.caller_us:7.1f} µs/call "
                 f"({run.caller_cpu_us:.1f} µs CPU, {run.calls_only_us:.1f} µs calls only), "
                 f"{run.events_per_second:8.0f} events/s, "
                 f"{run.stored_unique}/{run.sent} stored{'  LOST EVENTS' if run.lost else ''}"
@@ -724,12 +418,18 @@ def measure(settings: Settings, directory: Path) -> dict[str, Any]:
     rows = build_rows(runs, memory, shutdowns, settings)
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**_machine(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
+        "machine": {
+            **_machine(),
+            "load_average_at_start": load_at_start,
+            "load_average_by_round": load_by_round,
+            "load_average_at_end": os.getloadavg(),
+        },
         "versions": _versions(),
         "settings": asdict(settings),
         "collector": "python -m segment_runtimes collector in a separate process, a fresh SQLite file per run "
         f"(in {_scratch_root() or tempfile.gettempdir()}); loss check: the distinct messageIds stored "
         "vs the ids the calls returned",
+        "spool": {**filesystem_of(spool_root), "note": "a fresh directory per spool run, removed after it"},
         "workload": "benchmarks.workload.make_call: track, 10 properties, context",
         "duration_seconds": round(time.monotonic() - started, 1),
         "figures": [asdict(row) for row in rows],
@@ -746,14 +446,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of delivery runs (overrides the preset)")
     parser.add_argument("--n", type=int, default=None, help="track calls per delivery run (overrides the preset)")
+    parser.add_argument("--no-spool", action="store_true", help="memory-only runs: none of the spool's rows")
+    parser.add_argument(
+        "--spool-root",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the spool runs' directories go: a real disk, as in production (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     overrides = {key: value for key, value in (("rounds", args.rounds), ("n", args.n)) if value is not None}
+    if args.no_spool:
+        overrides["labels"] = OURS
     if overrides:
-        settings = Settings(**{**asdict(settings), **overrides})
+        settings = replace(settings, **overrides)
     log(f"segment-sansio vs segment-analytics-python, {'quick' if args.quick else 'full'} run: {settings}")
+    spool_fs = filesystem_of(args.spool_root)
+    log(f"spool runs in {args.spool_root}: {spool_fs['type']} on {spool_fs['device']} (df -PT)")
     with tempfile.TemporaryDirectory(prefix="segment-bench-", dir=_scratch_root()) as directory:
-        report = measure(settings, Path(directory))
+        report = measure(settings, Path(directory), args.spool_root)
     rows: list[Row] = report.pop("_rows")
     print()
     print(
@@ -768,6 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"at start, {report['machine']['load_average_at_end'][0]:.1f} at end"
     )
     print(f"collector: {report['collector']}")
+    spool = report["spool"]
+    print(
+        f"spool runs: a fresh directory under {spool['path']} ({spool['type']} on {spool['device']}, "
+        f"mounted on {spool['mounted_on']})"
+    )
     print()
     print(format_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
