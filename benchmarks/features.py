@@ -10,6 +10,9 @@ feature below makes its calls take the general path, and adds its own work:
 - ``before``: one trivial before plugin (returns the message as it is);
 - ``enrichment``: one enrichment plugin returning ``{"context": {"app": ...}}``;
 - ``sampling``: ``Sampling(1.0)`` (hashes the user id, keeps every message);
+- ``general_path``: the plain call inside an empty ``with call_context():``,
+  which does nothing to the message but turns the C fast path off: what
+  every feature below pays for that, before its own work;
 - ``call_context``: the call inside ``with call_context(user_id=..., context=...)``,
   passing only ``event`` and ``properties``; the plain call it is compared with
   passes the same ``user_id`` and ``context`` itself, so both send the same
@@ -49,7 +52,7 @@ from .workload import WRITE_KEY, make_calls
 
 __all__ = ["FEATURES", "main"]
 
-FEATURES = ("before", "enrichment", "sampling", "call_context")
+FEATURES = ("general_path", "before", "enrichment", "sampling", "call_context")
 _APP = {"app": {"name": "shop", "version": "1.4.2", "build": "1402"}}
 
 
@@ -99,6 +102,8 @@ def variants(feature: str, calls: list[dict[str, Any]]) -> tuple[Variant, Varian
         featured.add_plugin(_enrichment, kind="enrichment")
     elif feature == "sampling":
         featured.add_plugin(Sampling(1.0))
+    elif feature == "general_path":
+        return plain, Variant(featured, calls, call_context)
     elif feature == "call_context":
         # One request's calls: the same user and context, given by the scope instead of each call.
         user_id, context = calls[0]["user_id"], calls[0]["context"]
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         plains: dict[str, float] = {}
         for feature in FEATURES:
             # The plugins' plain side is the same plain call: count it once.
-            plain_side = "call_context:plain" if feature == "call_context" else "before:plain"
+            plain_side = "call_context:plain" if feature == "call_context" else "general_path:plain"
             if plain_side not in plains:
                 plains[plain_side] = per_call_instructions(plain_side, calls)
             plain = plains[plain_side]
