@@ -2,7 +2,7 @@
 
 Usage, from the repository root (after ``pip install -e '.[bench]'``)::
 
-    python -m benchmarks.run [--quick] [--json PATH]
+    python -m benchmarks.run [--quick] [--json PATH] [--no-spool] [--spool-root DIR]
 
 Every figure comes from the same workload (:mod:`benchmarks.workload`: a
 ``track`` call with ten properties and a context), from several runs that
@@ -32,7 +32,14 @@ Figures:
 5. caller cost and delivered events/s of each of our runtimes (threaded,
    asyncio, trio);
 6. no event lost: after every delivery run the collector's stored messageIds
-   are compared with the ids the calls returned; a difference fails the run loudly.
+   are compared with the ids the calls returned; a difference fails the run loudly;
+7. figures 1, 2 and 6 again with the disk spool (``spool_dir=``), per fsync
+   policy: "interval" (the default) and "never" in each runtime, "always" in
+   the threaded one (the async clients refuse it); each such run has a
+   reference run of its own too. The spool's directory is a fresh one under
+   ``--spool-root`` (default: the temporary directory, on a real disk here;
+   the run says which filesystem ``df`` reports), and after shutdown it must
+   hold nothing: every record settled and every file deleted.
 
 The collector is ``python -m segment_runtimes collector`` in its own process
 (so its CPU time is not the caller's), with a fresh SQLite file per run.
@@ -442,7 +449,7 @@ def measure(settings: Settings, directory: Path, spool_root: Path) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs: about 30 s")
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs: about 45 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of delivery runs (overrides the preset)")
     parser.add_argument("--n", type=int, default=None, help="track calls per delivery run (overrides the preset)")
