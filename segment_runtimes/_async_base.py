@@ -135,13 +135,16 @@ class AsyncClientBase(ClientBase):
         if result is _WAKE:
             self._wake_worker()
             return True, message
+        return self._refused(result, message)
+
+    def _refused(self, result: object, message: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         if isinstance(result, DeliveryError):
             self._reporter.refused(result)
         return False, message
 
     def _submit_durably(self, built: BuiltMessage, spool: SpoolLink) -> tuple[bool, dict[str, Any]]:
         """With a spool: True only once the message is in a spool file (a write, never an fsync here)."""
-        ref = spool.append(built.data)
+        ref = spool.spool.append(built.data)  # the link's own method would be one more frame per call
         if not isinstance(ref, SpoolRef):
             self._engine.record_refused()
             self._reporter.spool_refused(ref)
@@ -151,7 +154,7 @@ class AsyncClientBase(ClientBase):
             spool.refused(ref)
             self._reporter.refused(result)
             return False, built.message
-        spool.accepted(self._engine.last_seq, ref)
+        spool.refs[self._engine.last_seq] = ref
         if result is _WAKE:
             self._wake_worker()
         return True, built.message

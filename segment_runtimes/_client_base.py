@@ -95,6 +95,8 @@ class ClientBase(RealTimeCalls):
                 )
             spool = Spool(settings.spool_dir, max_bytes=settings.max_spool_bytes, fsync=settings.spool_fsync)
             self._spool = SpoolLink(spool)
+        # A call with nothing but the engine to see to: send on, no spool (the calls' fast path).
+        self._plain = settings.send and self._spool is None
         config = settings.engine_config(durable=self._spool is not None)
         self._engine = Engine(config, random=random.Random(os.urandom(16)))
         if not settings.write_key:

@@ -14,6 +14,9 @@ queue has room, each with its original messageId and timestamp (the bytes are
 the message as it was first encoded). The directory is scanned again every
 ``RESCAN_INTERVAL`` seconds for processes that died since.
 
+A call writes with ``spool.append`` and files the record with ``refs[seq] = ref``
+itself (no method of this link on the caller's path: each frame counts there).
+
 Thread-safety: ``refs`` is a dict (its single operations are atomic);
 ``feed`` runs with the client's lock held, ``pull`` and ``maybe_sync`` without.
 """
@@ -31,7 +34,7 @@ from segment_core import Engine, Enqueued, MessagesDelivered, MessagesFailed, Me
 from segment_core.spool import SpoolRef
 
 from ._common import log
-from ._spool import SYNC_INTERVAL, Spool, SpoolRefusal
+from ._spool import SYNC_INTERVAL, Spool
 
 __all__ = ["RESCAN_INTERVAL", "SpoolLink"]
 
@@ -67,14 +70,6 @@ class SpoolLink:
         return str(self.spool.directory)
 
     # Calls -------------------------------------------------------------------
-
-    def append(self, data: bytes) -> SpoolRef | SpoolRefusal:
-        """Write a call's message to the spool (before the engine takes it)."""
-        return self.spool.append(data)
-
-    def accepted(self, seq: int, ref: SpoolRef) -> None:
-        """The engine accepted the record's message as ``seq``."""
-        self.refs[seq] = ref
 
     def refused(self, ref: SpoolRef) -> None:
         """The engine refused the record's message (queue full, closed): it is not to be delivered."""

@@ -113,13 +113,15 @@ class SpoolRefusal(msgspec.Struct, frozen=True, kw_only=True):
 class _SpoolFile:
     """An open spool file this process holds the lock of."""
 
-    __slots__ = ("dirty", "fd", "name", "size")
+    __slots__ = ("dirty", "fd", "flagging", "gone", "name", "size")
 
     def __init__(self, name: str, fd: int, size: int) -> None:
         self.name = name
         self.fd = fd
         self.size = size
         self.dirty = False
+        self.flagging = 0  # acknowledgements writing flags into it now, outside the lock
+        self.gone = False  # deleted while they did: the last of them closes it
 
 
 class Spool:
@@ -253,6 +255,9 @@ class Spool:
         is fully settled and no longer written (rotated, adopted or closed);
         otherwise each record's flag is written in place (one byte).
         """
+        # The flags are written outside the lock (a batch's worth of one-byte writes would hold up
+        # every append meanwhile); a file deleted in between stays open until they are done.
+        flagging: list[tuple[_SpoolFile, list[int]]] = []
         with self._lock:
             settled: dict[str, list[int]] = {}
             for ref in refs:
@@ -263,8 +268,19 @@ class Spool:
                 if self._ledger.deletable(name):
                     self._delete(spool_file)  # no flag to write in a file about to go
                     continue
+                spool_file.flagging += 1
+                flagging.append((spool_file, offsets))
+        try:
+            for spool_file, offsets in flagging:
                 for offset in offsets:
                     self._write_flag(spool_file, offset)
+        finally:
+            if flagging:
+                with self._lock:
+                    for spool_file, _ in flagging:
+                        spool_file.flagging -= 1
+                        if spool_file.gone and not spool_file.flagging:
+                            _close_quietly(spool_file.fd)
 
     def recover(self) -> Iterator[tuple[SpoolRef, bytes]]:
         """Adopt the files of processes that are gone and yield their unsettled records.
@@ -420,13 +436,17 @@ class Spool:
         # Unlink before closing: a process that opened the file meanwhile gets the
         # lock only after the close, then sees the name gone and leaves it.
         _unlink_quietly(self.directory / spool_file.name)
-        _close_quietly(spool_file.fd)
+        if spool_file.flagging:
+            spool_file.gone = True  # flags are being written into it: the last writer closes it
+        else:
+            _close_quietly(spool_file.fd)
         self._files.pop(spool_file.name, None)
         self._ledger.forget(spool_file.name)
         if self._current is spool_file:
             self._current = None
 
     def _write_flag(self, spool_file: _SpoolFile, offset: int) -> None:
+        # With the lock held, or outside it by acknowledge, which keeps the file open meanwhile.
         try:
             os.pwrite(spool_file.fd, _SETTLED_BYTE, offset + SETTLED_FLAG_OFFSET)
             spool_file.dirty = True

@@ -27,13 +27,19 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from segment_core import EngineState
+from segment_core import BuiltMessage, EngineState, Enqueued
 
 from ._async_base import AFTER_A_BUG, SPOOL_TENDING, AsyncClientBase
 from ._options import args_doc
 from ._transport.connections import asyncio_within
 
 __all__ = ["AsyncClient"]
+
+# Per call, as module constants: no attribute lookups on the hot path.
+_running_loop = asyncio.events._get_running_loop
+_monotonic = time.monotonic
+_QUIET = Enqueued.QUIET
+_WAKE = Enqueued.WAKE
 
 _OUTSIDE_A_LOOP = (
     "AsyncClient was called outside a running event loop, where no worker can send; the message was not queued. "
@@ -55,6 +61,19 @@ class AsyncClient(AsyncClientBase):
     _worker: asyncio.Task[None] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _wake: asyncio.Event | None = None
+
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
+        # The common call, checked and queued in a few steps: on the client's loop, nothing to log,
+        # send on, no spool. Anything else takes the full path, which says what is wrong.
+        if self._plain and _running_loop() is self._loop is not None and not built.dropped:
+            result = self._engine.enqueue(built.data, now=_monotonic())
+            if result is _QUIET:
+                return True, built.message
+            if result is _WAKE:
+                self._wake_worker()
+                return True, built.message
+            return self._refused(result, built.message)
+        return super()._submit(built)
 
     def _call_misuse(self) -> str | None:
         try:

@@ -262,7 +262,7 @@ class Client(ClientBase):
     def _submit_durably(self, built: BuiltMessage, spool: SpoolLink) -> tuple[bool, dict[str, Any]]:
         """With a spool: True only once the message is in a spool file, and the engine has it."""
         message = built.message
-        ref = spool.append(built.data)
+        ref = spool.spool.append(built.data)  # the link's own method would be one more frame per call
         if not isinstance(ref, SpoolRef):
             with self._lock:
                 self._engine.record_refused()
@@ -276,7 +276,7 @@ class Client(ClientBase):
                 refused: DeliveryError | None = result
             else:
                 refused = None
-                spool.accepted(self._engine.last_seq, ref)
+                spool.refs[self._engine.last_seq] = ref
                 if result is _WAKE:
                     if not self._workers:
                         self._start_workers()

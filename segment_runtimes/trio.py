@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from segment_core import EngineState
+from segment_core import BuiltMessage, EngineState, Enqueued
 
 from ._async_base import AFTER_A_BUG, SPOOL_TENDING, AsyncClientBase
 from ._extras import missing_extra
@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     from ._options import ClientOptions
 
 __all__ = ["TrioClient", "open_client"]
+
+# Per call, as module constants: no attribute lookups on the hot path.
+_thread_id = threading.get_ident
+_monotonic = time.monotonic
+_QUIET = Enqueued.QUIET
+_WAKE = Enqueued.WAKE
 
 _NOT_RUNNING = (
     "TrioClient is not running, so nothing would send; the message was not queued. "
@@ -80,6 +86,19 @@ class TrioClient(AsyncClientBase):
     _thread: int | None = None
     _wake: trio.Event | None = None
     _stopped: trio.Event | None = None
+
+    def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
+        # The common call, checked and queued in a few steps: run() is running on this thread,
+        # nothing to log, send on, no spool. Anything else takes the full path, which says what is wrong.
+        if self._plain and self._running and _thread_id() == self._thread and not built.dropped:
+            result = self._engine.enqueue(built.data, now=_monotonic())
+            if result is _QUIET:
+                return True, built.message
+            if result is _WAKE:
+                self._wake_worker()
+                return True, built.message
+            return self._refused(result, built.message)
+        return super()._submit(built)
 
     def _call_misuse(self) -> str | None:
         if self._closed:
