@@ -62,7 +62,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import msgspec
@@ -75,6 +75,7 @@ __all__ = [
     "RECORD_HEADER_SIZE",
     "SETTLED",
     "SETTLED_FLAG_OFFSET",
+    "SETTLEMENT_MARK",
     "UNSETTLED",
     "DamageKind",
     "RecordDamage",
@@ -82,6 +83,8 @@ __all__ = [
     "SpoolLedger",
     "SpoolRef",
     "encode_record",
+    "encode_settlement",
+    "pending_records",
     "scan_records",
 ]
 
@@ -151,11 +154,12 @@ class RecordDamage(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind.value
 
 
-def encode_record(data: bytes) -> bytes:
-    """One unsettled record holding ``data``, ready to append after a file's last record.
+def encode_record(data: bytes, *, settled: bool = False) -> bytes:
+    """One record holding ``data``, ready to append after a file's last record.
 
     Args:
         data: the record's payload (a message's JSON).
+        settled: write it settled (a settlement record, see :func:`encode_settlement`).
 
     Returns:
         The record's bytes: header then data.
@@ -167,7 +171,46 @@ def encode_record(data: bytes) -> bytes:
     if length > MAX_RECORD_DATA:
         raise ValueError(f"a spool record holds at most {MAX_RECORD_DATA} bytes, got {length}")
     length_check = zlib.crc32(_LENGTH.pack(length))
-    return _RECORD_HEADER.pack(RECORD_MAGIC, UNSETTLED, length, length_check, zlib.crc32(data, length_check)) + data
+    flag = SETTLED if settled else UNSETTLED
+    return _RECORD_HEADER.pack(RECORD_MAGIC, flag, length, length_check, zlib.crc32(data, length_check)) + data
+
+
+# A settlement record's data: this mark (no message's JSON starts with a NUL), then the offsets
+# of the records it settles, in the same file, as little-endian unsigned 32-bit ints.
+SETTLEMENT_MARK: Final = b"\x00spool settled\x00"
+_OFFSET: Final = struct.Struct("<I")
+
+
+def encode_settlement(offsets: Sequence[int]) -> bytes:
+    """A settled record that settles the records at ``offsets`` of the file it is appended to.
+
+    Acknowledging a batch is then one append (one system call) instead of one
+    in-place flag write per record. It is checksummed like any record: a damaged
+    one settles nothing, so its records are delivered again, never lost.
+    """
+    data = SETTLEMENT_MARK + b"".join(_OFFSET.pack(offset) for offset in offsets)
+    return encode_record(data, settled=True)
+
+
+def pending_records(content: bytes) -> tuple[list[ScannedRecord], list[RecordDamage], int]:
+    """A file's records still to deliver: neither flagged settled nor named by a settlement record.
+
+    Returns:
+        ``(pending records, damage found, settled message records)``, in file order.
+    """
+    records: list[ScannedRecord] = []
+    damage: list[RecordDamage] = []
+    settled_by_record: set[int] = set()
+    for item in scan_records(content):
+        if isinstance(item, RecordDamage):
+            damage.append(item)
+        elif item.data.startswith(SETTLEMENT_MARK):
+            body = memoryview(item.data)[len(SETTLEMENT_MARK) :]
+            settled_by_record.update(offset for (offset,) in _OFFSET.iter_unpack(body[: len(body) // 4 * 4]))
+        else:
+            records.append(item)
+    pending = [record for record in records if not record.settled and record.offset not in settled_by_record]
+    return pending, damage, len(records) - len(pending)
 
 
 def _verify(content: bytes, offset: int) -> tuple[int, DamageKind | None]:
@@ -305,6 +348,15 @@ class SpoolLedger:
             entry.pending.add(ref.offset)
             self._pending += 1
         entry.size += size
+        self._bytes += size
+
+    def grow(self, name: str, size: int) -> None:
+        """``size`` bytes were appended to file ``name`` that hold no record to deliver (a settlement).
+
+        Raises:
+            KeyError: the file is not tracked.
+        """
+        self._files[name].size += size
         self._bytes += size
 
     def settle(self, ref: SpoolRef) -> bool:

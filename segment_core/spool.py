@@ -13,6 +13,7 @@ from ._spool_records import (
     RECORD_HEADER_SIZE,
     SETTLED,
     SETTLED_FLAG_OFFSET,
+    SETTLEMENT_MARK,
     UNSETTLED,
     DamageKind,
     RecordDamage,
@@ -20,6 +21,8 @@ from ._spool_records import (
     SpoolLedger,
     SpoolRef,
     encode_record,
+    encode_settlement,
+    pending_records,
     scan_records,
 )
 
@@ -31,6 +34,7 @@ __all__ = [
     "RECORD_HEADER_SIZE",
     "SETTLED",
     "SETTLED_FLAG_OFFSET",
+    "SETTLEMENT_MARK",
     "UNSETTLED",
     "DamageKind",
     "RecordDamage",
@@ -38,5 +42,7 @@ __all__ = [
     "SpoolLedger",
     "SpoolRef",
     "encode_record",
+    "encode_settlement",
+    "pending_records",
     "scan_records",
 ]

@@ -56,11 +56,11 @@ from segment_core.spool import (
     SETTLED_FLAG_OFFSET,
     DamageKind,
     RecordDamage,
-    ScannedRecord,
     SpoolLedger,
     SpoolRef,
     encode_record,
-    scan_records,
+    encode_settlement,
+    pending_records,
 )
 
 __all__ = [
@@ -113,15 +113,13 @@ class SpoolRefusal(msgspec.Struct, frozen=True, kw_only=True):
 class _SpoolFile:
     """An open spool file this process holds the lock of."""
 
-    __slots__ = ("dirty", "fd", "flagging", "gone", "name", "size")
+    __slots__ = ("dirty", "fd", "name", "size")
 
     def __init__(self, name: str, fd: int, size: int) -> None:
         self.name = name
         self.fd = fd
         self.size = size
         self.dirty = False
-        self.flagging = 0  # acknowledgements writing flags into it now, outside the lock
-        self.gone = False  # deleted while they did: the last of them closes it
 
 
 class Spool:
@@ -253,11 +251,9 @@ class Spool:
 
         Unknown or already settled refs are ignored. A file is deleted once it
         is fully settled and no longer written (rotated, adopted or closed);
-        otherwise each record's flag is written in place (one byte).
+        otherwise one settlement record naming the settled records is appended
+        to it: one system call for the batch, not one flag write per record.
         """
-        # The flags are written outside the lock (a batch's worth of one-byte writes would hold up
-        # every append meanwhile); a file deleted in between stays open until they are done.
-        flagging: list[tuple[_SpoolFile, list[int]]] = []
         with self._lock:
             settled: dict[str, list[int]] = {}
             for ref in refs:
@@ -266,21 +262,9 @@ class Spool:
             for name, offsets in settled.items():
                 spool_file = self._files[name]
                 if self._ledger.deletable(name):
-                    self._delete(spool_file)  # no flag to write in a file about to go
+                    self._delete(spool_file)  # nothing to write in a file about to go
                     continue
-                spool_file.flagging += 1
-                flagging.append((spool_file, offsets))
-        try:
-            for spool_file, offsets in flagging:
-                for offset in offsets:
-                    self._write_flag(spool_file, offset)
-        finally:
-            if flagging:
-                with self._lock:
-                    for spool_file, _ in flagging:
-                        spool_file.flagging -= 1
-                        if spool_file.gone and not spool_file.flagging:
-                            _close_quietly(spool_file.fd)
+                self._append_settlement(spool_file, offsets)
 
     def recover(self) -> Iterator[tuple[SpoolRef, bytes]]:
         """Adopt the files of processes that are gone and yield their unsettled records.
@@ -436,17 +420,27 @@ class Spool:
         # Unlink before closing: a process that opened the file meanwhile gets the
         # lock only after the close, then sees the name gone and leaves it.
         _unlink_quietly(self.directory / spool_file.name)
-        if spool_file.flagging:
-            spool_file.gone = True  # flags are being written into it: the last writer closes it
-        else:
-            _close_quietly(spool_file.fd)
+        _close_quietly(spool_file.fd)
         self._files.pop(spool_file.name, None)
         self._ledger.forget(spool_file.name)
         if self._current is spool_file:
             self._current = None
 
+    def _append_settlement(self, spool_file: _SpoolFile, offsets: list[int]) -> None:
+        record = encode_settlement(offsets)
+        try:
+            written = os.pwrite(spool_file.fd, record, spool_file.size)
+        except OSError as error:
+            # The records stay unsettled on disk: after a crash they are delivered again (deduplicated).
+            log.warning("spool: cannot mark %d records of %s settled: %s", len(offsets), spool_file.name, error)
+            return
+        spool_file.size += written
+        self._ledger.grow(spool_file.name, written)
+        spool_file.dirty = True
+        if written != len(record) and self._current is spool_file:
+            self._retire(spool_file)  # a torn tail: a scan skips it; the next append starts a new file
+
     def _write_flag(self, spool_file: _SpoolFile, offset: int) -> None:
-        # With the lock held, or outside it by acknowledge, which keeps the file open meanwhile.
         try:
             os.pwrite(spool_file.fd, _SETTLED_BYTE, offset + SETTLED_FLAG_OFFSET)
             spool_file.dirty = True
@@ -557,18 +551,15 @@ class Spool:
             log.warning("spool: cannot read %s to recover it: %s", path, error)
             _close_quietly(fd)
             return []
-        unsettled = []
-        for item in scan_records(content):
-            if isinstance(item, ScannedRecord):
-                if not item.settled:
-                    unsettled.append(item)
-            elif item.kind is DamageKind.UNSUPPORTED_VERSION:
+        unsettled, damage, _ = pending_records(content)
+        for item in damage:
+            if item.kind is DamageKind.UNSUPPORTED_VERSION:
                 log.warning("spool: %s was written by a newer spool format; left alone", path)
                 self._left_alone.add(path.name)  # and not read again by this spool
                 _close_quietly(fd)
                 return []
-            else:
-                _log_damage(path, item)
+        for item in damage:
+            _log_damage(path, item)
         name = path.name
         with self._lock:
             if self._closed or self._pid != os.getpid() or name in self._files:

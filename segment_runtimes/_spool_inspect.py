@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from segment_core.spool import DamageKind, RecordDamage, ScannedRecord, scan_records
+from segment_core.spool import DamageKind, RecordDamage, pending_records
 
 from ._spool import SPOOL_SUFFIX
 
@@ -113,20 +113,13 @@ def inspect_spool(directory: str | os.PathLike[str]) -> SpoolReport:
 
 
 def _report_file(path: str, content: bytes, live: bool | None) -> SpoolFileReport:
-    pending = settled = 0
-    damaged: list[RecordDamage] = []
+    records, damaged, settled = pending_records(content)
+    pending = len(records)
     oldest: str | None = None
-    for item in scan_records(content):
-        if isinstance(item, ScannedRecord):
-            if item.settled:
-                settled += 1
-                continue
-            pending += 1
-            stamp = _timestamp_of(item.data)
-            if stamp is not None and (oldest is None or _parse_timestamp(stamp) < _parse_timestamp(oldest)):
-                oldest = stamp
-        else:
-            damaged.append(item)
+    for record in records:
+        stamp = _timestamp_of(record.data)
+        if stamp is not None and (oldest is None or _parse_timestamp(stamp) < _parse_timestamp(oldest)):
+            oldest = stamp
     if (
         live
         and damaged

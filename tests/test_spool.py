@@ -28,10 +28,12 @@ from segment_core.spool import (
     RECORD_HEADER_SIZE,
     SETTLED,
     SETTLED_FLAG_OFFSET,
+    SETTLEMENT_MARK,
     DamageKind,
     RecordDamage,
     ScannedRecord,
     encode_record,
+    pending_records,
     scan_records,
 )
 from segment_runtimes._spool import SPOOL_SUFFIX, RefusalReason, Spool, SpoolRef, SpoolRefusal
@@ -125,13 +127,35 @@ def test_a_record_larger_than_a_segment_gets_a_file(tmp_path: Path) -> None:
     assert recover_all(tmp_path) == [big, b"small"]
 
 
-def test_acknowledged_flags_are_written_in_place(tmp_path: Path) -> None:
+def test_an_acknowledgement_is_one_settlement_record_appended(tmp_path: Path) -> None:
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        refs = [append_ok(spool, message(n)) for n in range(4)]
+        spool.acknowledge([refs[1], refs[3]])
+        (path,) = spool_files(tmp_path)
+        content = path.read_bytes()
+        scanned = [item for item in scan_records(content) if isinstance(item, ScannedRecord)]
+        # The four records untouched, then one settled record naming two of them.
+        assert [(item.offset, item.settled) for item in scanned[:4]] == [(ref.offset, False) for ref in refs]
+        (settlement,) = scanned[4:]
+        assert settlement.settled
+        assert settlement.data.startswith(SETTLEMENT_MARK)
+        pending, damage, settled = pending_records(content)
+        assert [record.offset for record in pending] == [refs[0].offset, refs[2].offset]
+        assert (damage, settled) == ([], 2)
+        assert spool.pending == 2
+
+
+def test_a_torn_settlement_settles_nothing_and_loses_nothing(tmp_path: Path) -> None:
     with Spool(tmp_path, max_bytes=1 << 20) as spool:
         refs = [append_ok(spool, message(n)) for n in range(3)]
-        spool.acknowledge([refs[1]])
+        spool.acknowledge([refs[0], refs[1]])
         (path,) = spool_files(tmp_path)
-        scanned = [item for item in scan_records(path.read_bytes()) if isinstance(item, ScannedRecord)]
-        assert [(item.offset, item.settled) for item in scanned] == [(ref.offset, ref is refs[1]) for ref in refs]
+        content = path.read_bytes()
+    torn = content[:-3]  # the process died in the middle of writing the settlement
+    pending, damage, settled = pending_records(torn)
+    assert [record.offset for record in pending] == [ref.offset for ref in refs]
+    assert settled == 0
+    assert len(damage) == 1
 
 
 def test_the_bound_refuses_without_raising_and_frees_up_when_settled(tmp_path: Path) -> None:

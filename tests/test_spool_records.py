@@ -35,6 +35,8 @@ from segment_core.spool import (
     SpoolLedger,
     SpoolRef,
     encode_record,
+    encode_settlement,
+    pending_records,
     scan_records,
 )
 
@@ -430,3 +432,29 @@ def test_a_flipped_flag_bit_is_damage_and_reads_unsettled(flag: int) -> None:
         assert found == [ScannedRecord(offset=FILE_HEADER_SIZE, data=b"data", settled=False)]
         offset = FILE_HEADER_SIZE + SETTLED_FLAG_OFFSET
         assert damages == [RecordDamage(offset=offset, length=1, kind=DamageKind.BAD_FLAG)]
+
+
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=20),
+    settled=st.data(),
+    cut=st.integers(0, 40),
+)
+def test_settlement_records_settle_exactly_the_records_they_name(
+    sizes: list[int], settled: st.DataObject, cut: int
+) -> None:
+    content = bytearray(FILE_HEADER)
+    offsets = []
+    for index, size in enumerate(sizes):
+        offsets.append(len(content))
+        content += encode_record(b"{" + bytes([0x61 + index % 26]) * size)
+    chosen = settled.draw(st.lists(st.sampled_from(offsets), unique=True), label="settled offsets")
+    whole = bytes(content + encode_settlement(chosen))
+    pending, damage, count = pending_records(whole)
+    assert [record.offset for record in pending] == [offset for offset in offsets if offset not in chosen]
+    assert (damage, count) == ([], len(chosen))
+    # A settlement cut short settles nothing: every record is still there to deliver, none lost.
+    if chosen and cut:
+        pending, damage, count = pending_records(whole[: len(whole) - cut])
+        assert [record.offset for record in pending] == offsets
+        assert count == 0
+        assert damage
