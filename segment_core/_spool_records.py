@@ -62,7 +62,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import msgspec
@@ -372,6 +372,18 @@ class SpoolLedger:
         entry.pending.discard(ref.offset)
         self._pending -= 1
         return True
+
+    def settle_all(self, refs: Iterable[SpoolRef]) -> dict[str, list[int]]:
+        """Mark records settled, as :meth:`settle` does each; the offsets that were unsettled, by file."""
+        settled: dict[str, list[int]] = {}
+        files = self._files
+        for ref in refs:
+            entry = files.get(ref.file)
+            if entry is not None and ref.offset in entry.pending:
+                entry.pending.discard(ref.offset)
+                self._pending -= 1
+                settled.setdefault(ref.file, []).append(ref.offset)
+        return settled
 
     def seal(self, name: str) -> None:
         """Nothing more will be appended to this file (no-op for a file not tracked)."""

@@ -255,11 +255,7 @@ class Spool:
         to it: one system call for the batch, not one flag write per record.
         """
         with self._lock:
-            settled: dict[str, list[int]] = {}
-            for ref in refs:
-                if self._ledger.settle(ref):
-                    settled.setdefault(ref.file, []).append(ref.offset)
-            for name, offsets in settled.items():
+            for name, offsets in self._ledger.settle_all(refs).items():
                 spool_file = self._files[name]
                 if self._ledger.deletable(name):
                     self._delete(spool_file)  # nothing to write in a file about to go
