@@ -132,4 +132,4 @@ def authorizer_for(write_key: str, oauth: Any, random: RandomSource) -> Authoriz
         from ._oauth_tokens import TokenManager  # noqa: PLC0415 - PyJWT only when OAuth is on
     except ImportError:
         return UnavailableAuthorizer(OAuthError(None, "missing_extra", OAUTH_EXTRA_HINT))
-    return TokenManager(oauth, random=random)
+    return TokenManager(oauth, random=random, secrets=(write_key,))

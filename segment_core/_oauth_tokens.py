@@ -31,6 +31,7 @@ import enum
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -197,14 +198,6 @@ def _decode_json(body: bytes) -> Any:
         return None
 
 
-_REDACTOR = Redactor()
-
-
-def _sanitize(text: str, *secrets: str | None) -> str:
-    """Server text fit to show: secrets and credential-shaped strings cut, one line, truncated."""
-    return _REDACTOR.redact(text, also=secrets, max_length=MAX_ERROR_MESSAGE)
-
-
 class TokenManager:
     """One access token's lifecycle: request, serve, refresh at half-life, back off, give up.
 
@@ -224,6 +217,7 @@ class TokenManager:
         "_last_error",
         "_last_status",
         "_next_request_at",
+        "_redactor",
         "_rng",
         "_sent_at",
         "_skew",
@@ -231,10 +225,11 @@ class TokenManager:
         "_token",
     )
 
-    def __init__(self, config: OAuthConfig, *, random: RandomSource) -> None:
+    def __init__(self, config: OAuthConfig, *, random: RandomSource, secrets: Iterable[str] = ()) -> None:
         """Args:
         config: the OAuth settings.
         random: the source of jti values and backoff jitter; seed it to replay a run.
+        secrets: other secrets a token server might echo (the write key), cut from its text.
 
         The private key is loaded at the first ``poll``; one that cannot be used
         fails the manager then (``failure`` says why), as segment-analytics-python
@@ -243,6 +238,7 @@ class TokenManager:
         self._config = config
         self._key: RSAPrivateKey | None = None
         self._rng = random
+        self._redactor = Redactor(secrets)
         self._skew = 0  # wall - server time, whole seconds; survives reset (the clocks did not change)
         self._start_over()
 
@@ -379,14 +375,14 @@ class TokenManager:
             self._grant(response.body, now)
         elif status == 429:
             self._attempt_failed(
-                f"HTTP 429: {_sanitize(text, assertion, self._token)}", now, self._rate_limit_wait(response, wall)
+                f"HTTP 429: {self._sanitize(text, assertion, self._token)}", now, self._rate_limit_wait(response, wall)
             )
         elif 400 <= status < 500 and any(phrase in text.lower() for phrase in SKEW_ERRORS):
-            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion, self._token)}", now, 0.0)
+            self._attempt_failed(f"HTTP {status}: {self._sanitize(text, assertion, self._token)}", now, 0.0)
         elif (300 <= status < 500 and status not in _TRANSIENT_STATUSES) or status in _FATAL_5XX:
             self._give_up(self._configuration_error(status, response.body, assertion, self._token))
         else:  # 1xx, 408, 460, 5xx, nonsense statuses: the server's trouble, worth a retry
-            self._attempt_failed(f"HTTP {status}: {_sanitize(text, assertion, self._token)}", now, None)
+            self._attempt_failed(f"HTTP {status}: {self._sanitize(text, assertion, self._token)}", now, None)
 
     def receive_failure(self, failure: TransportFailure, *, now: float) -> None:
         """The token request got no response (connect error, timeout, reset).
@@ -399,7 +395,7 @@ class TokenManager:
         self._last_status = None
         assertion, self._assertion = self._assertion, ""
         detail = f"{failure.kind.value}: {failure.detail}" if failure.detail else failure.kind.value
-        self._attempt_failed(f"transport failure: {_sanitize(detail, assertion)}", now, None)
+        self._attempt_failed(f"transport failure: {self._sanitize(detail, assertion)}", now, None)
 
     def invalidate(self, *, now: float) -> None:
         """The batch endpoint refused the token (400/401/403/511): drop it.
@@ -540,20 +536,23 @@ class TokenManager:
         self._expires_at = -math.inf
         self._next_request_at = -math.inf
 
-    @staticmethod
-    def _configuration_error(status: int, body: bytes, *secrets: str | None) -> OAuthError:
+    def _sanitize(self, text: str, *secrets: str | None) -> str:
+        """Server text fit to show: secrets and credential-shaped strings cut, one line, truncated."""
+        return self._redactor.redact(text, also=secrets, max_length=MAX_ERROR_MESSAGE)
+
+    def _configuration_error(self, status: int, body: bytes, *secrets: str | None) -> OAuthError:
         """OAuthError from an RFC 6749 section 5.2 error body (or whatever the server sent)."""
         data = _decode_json(body)
         code = "invalid_request" if 400 <= status < 500 else "unexpected_status"
         message = ""
         if isinstance(data, dict):
             if isinstance(data.get("error"), str) and data["error"].strip():
-                code = _sanitize(data["error"], *secrets)
+                code = self._sanitize(data["error"], *secrets)
             for field in ("error_description", "message"):
                 if isinstance(data.get(field), str) and data[field].strip():
                     message = data[field]
                     break
         elif body:
             message = body[:_MAX_SHOWN_BODY].decode("utf-8", "replace")
-        message = _sanitize(message, *secrets) or f"HTTP {status}"
+        message = self._sanitize(message, *secrets) or f"HTTP {status}"
         return OAuthError(status, code, message)

@@ -154,6 +154,16 @@ def test_any_token_reply_settles_every_message_once(
     _check(_run(config, script, token_script, calls, seed), calls)
 
 
+@pytest.mark.parametrize("status", [400, 429, 500])
+def test_a_token_server_echoing_the_write_key_never_shows_it(private_key: str, status: int) -> None:
+    oauth = OAuthConfig(client_id="client", private_key=private_key, key_id="kid", max_retries=0)
+    config = EngineConfig(write_key=WRITE_KEY, oauth=oauth, max_retries=0)
+    echo = Reply(status=status, body=b'{"error":"' + WRITE_KEY.encode() + b'","message":"' + WRITE_KEY.encode() + b'"}')
+    sim = _run(config, [], [echo], 1, 0)
+    assert list(sim.trace.failed) == [0]
+    _check(sim, 1)
+
+
 @pytest.mark.parametrize("body", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
 @pytest.mark.parametrize("status", [200, 400, 429, 500])
 def test_a_hostile_token_reply_is_a_token_failure(private_key: str, body: bytes, status: int) -> None:
