@@ -4,6 +4,8 @@
 - ``ci``: derandomized so a run is reproducible, no deadline (shared CI machines
   are noisy and a slow example is not a failure), a moderate number of examples.
 - ``exhaustive``: many examples, for a long hunt before a release.
+- ``mutation``: ``ci`` without shrinking, for mutmut (CONTRIBUTING.md): a mutant is
+  killed by the first failing example, and shrinking it would only spend the run's time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 __all__ = ["PROFILES", "load_profile"]
 
-PROFILES = ("dev", "ci", "exhaustive")
+PROFILES = ("dev", "ci", "exhaustive", "mutation")
 
 
 def _register() -> None:
@@ -27,6 +29,11 @@ def _register() -> None:
         database=None,
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.register_profile(
+        "mutation",
+        parent=settings.get_profile("ci"),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
     )
     settings.register_profile(
         "exhaustive",
