@@ -11,10 +11,18 @@ from email.utils import formatdate
 
 import pytest
 
-from segment_core import APIError, RateLimitExceeded, RetriesExhausted, TransportError, TransportFailureKind
+from segment_core import (
+    APIError,
+    RateLimitExceeded,
+    RetriesExhausted,
+    ShutdownDeadline,
+    TransportError,
+    TransportFailure,
+    TransportFailureKind,
+)
 from segment_core.limits import MAX_RETRY_AFTER
 
-from .test_engine_support import Driver, FakeOAuth, FixedRandom, batch_of, header
+from .test_engine_support import WRITE_KEY, Driver, FakeOAuth, FixedRandom, batch_of, header
 
 ERROR_BODY = b'{"code":"some_code","message":"what went wrong"}'
 
@@ -126,6 +134,51 @@ def test_transport_failures_are_counted_retries(kind: TransportFailureKind) -> N
     assert error.last_error.kind == kind.value
     assert error.status is None
     assert driver.engine.stats().retries == 2
+
+
+def test_a_transport_failure_carries_its_kind_and_detail() -> None:
+    driver = Driver()
+    driver.add(1)
+    (request,) = driver.flush()
+    failure = TransportFailure(kind=TransportFailureKind.CONNECT, detail="connection refused (127.0.0.1:8080)")
+    driver.engine.receive_failure(request.id, failure, now=driver.now, wall=driver.wall)
+    driver.drain()
+    (retrying,) = driver.retrying
+    error = retrying.error
+    assert isinstance(error, TransportError)
+    assert (error.kind, error.detail) == ("connect", "connection refused (127.0.0.1:8080)")
+    assert str(error) == "connection refused (127.0.0.1:8080)"
+    assert driver.engine.last_error is error
+
+
+class OddTokenOAuth(FakeOAuth):
+    """A bearer token with characters no credential pattern expects: only knowing it cuts it."""
+
+    def authorization(self, *, now: float) -> str | None:
+        return "Bearer ab!cd$ef!gh"
+
+
+def test_a_transport_failure_detail_loses_the_write_key_and_the_request_s_authorization() -> None:
+    driver = Driver(authorizer=OddTokenOAuth(), oauth=True)
+    driver.add(1)
+    (request,) = driver.flush()
+    detail = f"proxy echoed {WRITE_KEY} and Bearer ab!cd$ef!gh back"
+    failure = TransportFailure(kind=TransportFailureKind.RESET, detail=detail)
+    driver.engine.receive_failure(request.id, failure, now=driver.now, wall=driver.wall)
+    driver.drain()
+    (retrying,) = driver.retrying
+    assert isinstance(retrying.error, TransportError)
+    assert retrying.error.detail == "proxy echoed [redacted] and [redacted] back"
+
+
+def test_an_api_error_loses_the_request_s_authorization() -> None:
+    driver = Driver(authorizer=OddTokenOAuth(), oauth=True)
+    (seq,) = driver.add(1)
+    (request,) = driver.flush()
+    driver.respond(request, 404, body=b'{"code":"c","message":"token was Bearer ab!cd$ef!gh"}')
+    error = driver.failed[seq]
+    assert isinstance(error, APIError)
+    assert error.message == "token was [redacted]"
 
 
 # 511 means "network authentication required": with OAuth, the token; without, nothing to fix.
@@ -373,6 +426,40 @@ def test_a_shorter_retry_after_does_not_cut_a_longer_pause_short() -> None:
     for t in (11.0, 50.0, 99.9):
         assert driver.poll(t) == [], f"a request at {t}, inside the 100 s pause"
     assert len(driver.poll(100.0)) == 2
+
+
+def test_a_pause_is_a_failed_attempt_that_names_its_cause() -> None:
+    driver = Driver()
+    (seq,) = driver.add(1)
+    (request,) = driver.flush()
+    driver.respond(request, 429, headers={"retry-after": "10"}, body=ERROR_BODY)
+    cause = driver.engine.last_error
+    assert isinstance(cause, APIError)
+    assert (cause.status, cause.code) == (429, "some_code")
+    (retrying,) = driver.retrying
+    assert (retrying.paused, retrying.error) == (True, cause)
+    # Closed during the pause: the deadline's error says what the last attempt met.
+    driver.close(1.0)
+    driver.poll(1.0)
+    error = driver.failed[seq]
+    assert isinstance(error, ShutdownDeadline)
+    assert error.last_error is cause
+
+
+def test_a_pause_may_use_the_whole_rate_limit_budget_but_no_more() -> None:
+    driver = Driver(max_rate_limit_duration=20.0)
+    (seq,) = driver.add(1)
+    (request,) = driver.flush()
+    driver.respond(request, 429, headers={"retry-after": "20"}, body=ERROR_BODY)  # exactly the budget
+    assert not driver.failed
+    (request,) = driver.poll(20.0)
+    driver.respond(request, 429, headers={"retry-after": "1"}, body=ERROR_BODY)  # 21 s: one over
+    error = driver.failed[seq]
+    assert isinstance(error, RateLimitExceeded)
+    assert (error.waited, error.limit) == (21.0, 20.0)
+    assert isinstance(error.last_error, APIError)
+    assert error.last_error.status == 429
+    assert error.__cause__ is error.last_error
 
 
 def test_rate_limit_budget_then_rate_limit_exceeded() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import uuid
 from datetime import datetime
 
 import msgspec
 import pytest
 
-from segment_core import Enqueued, MessageTooLarge, QueueFull
+from segment_core import Engine, EngineConfig, Enqueued, MessageTooLarge, QueueFull, Track
 from segment_core._errors import ClientClosed
 from segment_core.limits import LIBRARY_NAME, LIBRARY_VERSION, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 
@@ -302,9 +303,35 @@ def test_enqueue_refuses_a_message_over_32kb(size: int) -> None:
     driver.add(1)
     with pytest.raises(MessageTooLarge) as raised:
         driver.engine.enqueue(message(1, size), now=driver.now)
-    assert raised.value.size == size
+    assert (raised.value.size, raised.value.limit) == (size, MAX_MESSAGE_BYTES)
     stats = driver.engine.stats()
     assert (stats.enqueued, stats.queue_depth) == (1, 1)
     assert isinstance(driver.enqueue(message(2, MAX_MESSAGE_BYTES)), Enqueued)
     requests = driver.flush()
     assert [r.message_count for r in requests] == [2]
+
+
+class RecordingRandom:
+    """A RandomSource that answers ``bits`` and records how many bits each draw asked for."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.draws: list[int] = []
+
+    def random(self) -> float:
+        return 0.0
+
+    def getrandbits(self, k: int, /) -> int:
+        self.draws.append(k)
+        return self.bits
+
+
+def test_a_generated_message_id_is_one_128_bit_draw_written_as_a_uuid4() -> None:
+    # One draw per id keeps a seeded run's ids the same from release to release.
+    bits = 0x0123456789ABCDEF0123456789ABCDEF
+    rng = RecordingRandom(bits)
+    engine = Engine(EngineConfig(write_key=WRITE_KEY), random=rng)
+    built, result = engine.enqueue_message(Track(user_id="u", event="E"), now=0.0, wall=WALL0)
+    assert isinstance(result, Enqueued)
+    assert rng.draws == [128]
+    assert built.message["messageId"] == str(uuid.UUID(int=bits, version=4))

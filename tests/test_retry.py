@@ -1,6 +1,6 @@
 """The retry policy's pure functions: status classes, backoff, Retry-After, API errors.
 
-Tables, one row per rule of the policy (segment_core/_retry.py and DESIGN.md
+Tables, one row per rule of the policy (segment_core/_retry_policy.py and DESIGN.md
 "Wire facts"). The wall clock is always an argument, so HTTP-dates are built
 from a fixed instant with the standard library's own formatter.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from email.utils import formatdate
 
+import msgspec
 import pytest
 
 from segment_core import APIError
@@ -181,7 +182,22 @@ def test_api_error_for_a_redirect_names_it(status: int) -> None:
     # segment-analytics-python 2.4 does (code "redirect").
     error = api_error_from_response(status, b"<html>Moved</html>", Redactor())
     assert (error.status, error.code) == (status, "redirect")
-    assert "host" in error.message
+    assert error.message == "unexpected redirect; check the configured host"
+    assert str(error) == f"[Segment] redirect: unexpected redirect; check the configured host ({status})"
+
+
+# A token with characters no credential pattern expects: only knowing it cuts it.
+ODD_TOKEN = "Bearer ab!cd$ef!gh"
+
+
+@pytest.mark.parametrize("field", ["code", "message"])
+def test_api_error_cuts_the_secret_of_this_request_from_both_fields(field: str) -> None:
+    body = msgspec.json.encode({"code": "c", "message": "m", field: f"echo {ODD_TOKEN} echo"})
+    error = api_error_from_response(401, body, Redactor(), also=(ODD_TOKEN,))
+    assert getattr(error, field) == "echo [redacted] echo"
+    assert "ab!cd" not in str(error)
+    # Without it, the text is the server's: the redaction above is the request's secret, not a pattern.
+    assert getattr(api_error_from_response(401, body, Redactor()), field) == f"echo {ODD_TOKEN} echo"
 
 
 def test_api_error_message_is_kept_readable() -> None:
