@@ -16,7 +16,9 @@ EVERY step the engine's outputs, ``pending``, ``stats()`` and
 - no batch over upload_size messages or MAX_BATCH_BYTES bytes, none closed
   before a message that would have fit, none formed before it was due;
 - no batch request while a Retry-After pause runs;
-- every counted backoff delay within 0.5 s x 2^(k-2) (+10%), capped at 60 s;
+- every counted backoff delay within 0.5 s x 2^(k-2) (+10%), capped at 60 s, and a batch
+  fails with RetriesExhausted exactly when DESIGN.md's schedule says (``spec_retry``: at most
+  max_retries retries, none once max_total_backoff_duration has passed since its first failure);
 - batches go out in order (max_in_flight=1: delivered in enqueue order);
 - every counted retry and every pause is announced once (``Retrying``), with its delay;
 - every wait (``flush(waiter=...)``) settles exactly once, right after the
@@ -91,12 +93,31 @@ def backoff_bounds(retry: int) -> tuple[float, float]:
     return min(base, 60.0), min(base * 1.1, 60.0)
 
 
+def spec_retry(config: EngineConfig, failed_at: list[float]) -> tuple[float, float] | None:
+    """What DESIGN.md says follows a batch's counted failures, at the times ``failed_at`` (the last is now).
+
+    "Backoff (counted retries, default max_retries=10): first retry immediate, then
+    0.5 s x 2^(k-2) plus up to 10% jitter, capped at 60 s; the episode also ends after
+    max_total_backoff_duration". So the k-th counted failure asks for retry k, unless k
+    retries would be more than max_retries, or max_total_backoff_duration has run out
+    since the first of them (0 allows no retry at all).
+
+    Returns:
+        The window (earliest, latest delay) of the retry, or None: the batch fails.
+    """
+    retry = len(failed_at)
+    if retry > config.max_retries or failed_at[-1] - failed_at[0] >= config.max_total_backoff_duration:
+        return None
+    return backoff_bounds(retry)
+
+
 @dataclass
 class BatchModel:
     seqs: list[int]
     attempts: int = 0
-    retries: int = 0
-    first_failure: float | None = None
+    # When each of its counted failures happened: transport failures, retryable statuses without a
+    # usable Retry-After. Pauses are not counted (DESIGN.md: "not counted as a retry").
+    counted_failures: list[float] = field(default_factory=list)
     earliest: float = 0.0  # not to be sent before
     latest: float = 0.0  # due by then, if nothing else holds it
     request_id: int | None = None  # in flight as this request
@@ -445,16 +466,16 @@ class EngineMachine(RuleBasedStateMachine):
             assert batch.earliest - EPS <= now + announced.delay <= batch.latest + EPS
 
     def counted_retry(self, batch: BatchModel, expect: Expect, *, now: float, status: int | None = None) -> None:
-        model, config = self.model, self.model.config
-        model.rate_limit_started = None
-        if batch.first_failure is None:
-            batch.first_failure = now
-        if batch.retries >= config.max_retries or now - batch.first_failure >= config.max_total_backoff_duration:
+        """A counted failure of ``batch`` now: DESIGN.md's schedule (``spec_retry``) says what follows."""
+        model = self.model
+        model.rate_limit_started = None  # a counted failure ends a rate-limit episode
+        batch.counted_failures.append(now)
+        window = spec_retry(model.config, batch.counted_failures)
+        if window is None:
             expect.outcome, expect.status, expect.attempts = "RetriesExhausted", status, batch.attempts
             return
-        batch.retries += 1
         model.retries += 1
-        low, high = backoff_bounds(batch.retries)
+        low, high = window
         batch.earliest, batch.latest = now + low, now + high
 
     def do_poll(self) -> None:
