@@ -204,3 +204,85 @@ def test_stats_count_what_happened() -> None:
     assert (stats.retries, stats.rate_limit_waits, stats.rejected) == (1, 1, 1)
     assert (stats.queue_depth, stats.queue_bytes, stats.in_flight_messages) == (0, 0, 0)
     assert isinstance(driver.failed[0], RetriesExhausted)
+
+
+# A spool (durable=True) and waits ---------------------------------------------------------------
+
+
+def test_a_durable_close_keeps_what_is_undelivered_with_its_last_cause() -> None:
+    driver = Driver(durable=True, upload_size=1, max_in_flight=1)
+    retried, queued = driver.add(2)
+    (request,) = driver.flush()
+    driver.respond(request, 500, body=b'{"code":"busy","message":"try later"}')
+    cause = driver.engine.last_error
+    assert isinstance(cause, APIError)
+    driver.engine.close(now=driver.now, deadline=driver.now, waiter=3)
+    driver.poll()
+    # Kept for the next process, not failed: each with the last failed attempt to deliver it.
+    assert driver.kept == {retried: cause, queued: cause}
+    assert not driver.failed
+    assert driver.waits == {3: False}
+    stats = driver.engine.stats()
+    assert (stats.kept, stats.failed, stats.pending) == (2, {}, 0)
+    assert driver.engine.state is EngineState.CLOSED
+
+
+def test_a_durable_close_before_any_failure_keeps_messages_without_a_cause() -> None:
+    driver = Driver(durable=True)
+    (seq,) = driver.add(1)
+    driver.close(timeout=0.0)
+    assert driver.kept == {seq: None}
+    assert driver.engine.stats().kept == 1
+
+
+def test_a_cancelled_wait_settles_nothing() -> None:
+    driver = Driver()
+    driver.add(1)
+    driver.engine.flush(now=driver.now, waiter=1)
+    driver.engine.flush(now=driver.now, waiter=2)
+    driver.engine.cancel_wait(1)
+    driver.engine.cancel_wait(99)  # unknown or already settled: nothing to forget
+    driver.run_until_settled()
+    assert driver.waits == {2: True}
+
+
+def test_the_deadline_error_says_whether_the_request_was_in_flight() -> None:
+    driver = Driver(upload_size=1, max_in_flight=1)
+    flying, queued = driver.add(2)
+    (request,) = driver.close(timeout=5.0)  # the server never answers
+    driver.poll(5.0)
+    in_flight, never_sent = driver.failed[flying], driver.failed[queued]
+    assert isinstance(in_flight, ShutdownDeadline)
+    assert isinstance(never_sent, ShutdownDeadline)
+    assert (in_flight.in_flight, in_flight.last_error) == (True, None)
+    assert str(in_flight) == "shutdown deadline passed while the request was in flight (no reply yet)"
+    assert (never_sent.in_flight, never_sent.last_error) == (False, None)
+    assert str(never_sent) == "shutdown deadline passed before delivery (no attempt had failed)"
+    assert request.message_count == 1
+
+
+def test_at_the_deadline_each_failure_names_the_last_cause() -> None:
+    driver = Driver(upload_size=1, max_in_flight=2)
+    retried, flying, queued = driver.add(3)
+    first, second = driver.flush()
+    driver.respond(first, 503, body=b'{"code":"busy","message":"try later"}')
+    cause = driver.engine.last_error
+    assert isinstance(cause, APIError)
+    driver.engine.close(now=driver.now, deadline=driver.now)
+    driver.poll()
+    errors = [driver.failed[seq] for seq in (retried, flying, queued)]
+    deadline_errors = [error for error in errors if isinstance(error, ShutdownDeadline)]
+    assert deadline_errors == errors
+    # The retried batch's own cause; for the others, the pipeline's last failed attempt.
+    assert [error.last_error for error in deadline_errors] == [cause, cause, cause]
+    assert [error.in_flight for error in deadline_errors] == [False, False, False]
+    assert all(error.__cause__ is cause for error in errors)
+    assert second.message_count == 1
+
+
+def test_close_settles_its_own_wait() -> None:
+    driver = Driver()
+    driver.add(1)
+    driver.engine.close(now=driver.now, deadline=driver.now + 10.0, waiter=41)
+    driver.run_until_settled()
+    assert driver.waits == {41: True}
