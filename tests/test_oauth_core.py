@@ -27,6 +27,7 @@ from segment_core._oauth_tokens import (
     CLIENT_ASSERTION_TYPE,
     DEFAULT_RATE_LIMIT_WAIT,
     DEFAULT_TOKEN_LIFETIME,
+    EPOCH_THRESHOLD,
     MAX_ERROR_MESSAGE,
     TokenManager,
     TokenRequest,
@@ -352,6 +353,9 @@ def test_skew_error_during_refresh_keeps_the_token_and_refreshes_at_once() -> No
         ({"x-ratelimit-reset": "7", "retry-after": "12"}, 7.0),
         ({"x-ratelimit-reset": "soon", "retry-after": "12"}, 12.0),
         ({"x-ratelimit-reset": str(int(WALL) - 10)}, DEFAULT_RATE_LIMIT_WAIT),  # already past
+        ({"x-ratelimit-reset": str(EPOCH_THRESHOLD)}, DEFAULT_RATE_LIMIT_WAIT),  # the first epoch time: long past
+        ({"x-ratelimit-reset": "0.5"}, 0.5),
+        ({"x-ratelimit-reset": "inf"}, DEFAULT_RATE_LIMIT_WAIT),
         ({"retry-after": "0"}, DEFAULT_RATE_LIMIT_WAIT),
         ({"retry-after": "later"}, DEFAULT_RATE_LIMIT_WAIT),
         ({}, DEFAULT_RATE_LIMIT_WAIT),
@@ -483,6 +487,10 @@ def test_a_token_resets_the_failure_count() -> None:
         b'{"access_token": "t", "expires_in": -5}',
         b'{"access_token": "t", "expires_in": true}',
         b'{"access_token": "t", "expires_in": [1]}',
+        b'{"access_token": "t", "expires_in": "0"}',
+        b'{"access_token": "t", "expires_in": "-5"}',
+        b'{"access_token": "t", "expires_in": "inf"}',
+        b'{"access_token": "t", "expires_in": "nan"}',
     ],
 )
 def test_malformed_200_is_a_failed_attempt(body: bytes) -> None:
@@ -499,6 +507,7 @@ def test_malformed_200_is_a_failed_attempt(body: bytes) -> None:
     [
         (b'{"access_token": "t", "expires_in": "3600"}', 3600.0),
         (b'{"access_token": "t", "expires_in": 1.5}', 1.5),
+        (b'{"access_token": "t", "expires_in": "0.5"}', 0.5),
         (b'{"access_token": "t", "token_type": "Bearer"}', DEFAULT_TOKEN_LIFETIME),
         (b'{"access_token": "t", "expires_in": null}', DEFAULT_TOKEN_LIFETIME),
     ],
@@ -519,6 +528,7 @@ def test_token_lifetime_forms(body: bytes, lifetime: float) -> None:
         (401, b'{"error":"invalid_grant","message":"bad signature"}', "invalid_grant", "bad signature"),
         (401, b"Unauthorized\n  please check\tthe key", "invalid_request", "Unauthorized please check the key"),
         (403, b"", "invalid_request", "HTTP 403"),
+        (400, b"Bad Request", "invalid_request", "Bad Request"),
         (404, b'{"message": "no such route"}', "invalid_request", "no such route"),
         (415, b'{"error": 7, "error_description": ["x"]}', "invalid_request", "HTTP 415"),
         (302, b"", "unexpected_status", "HTTP 302"),
@@ -566,8 +576,50 @@ def test_response_without_a_request_in_flight_is_a_bug() -> None:
     manager = make_manager()
     with pytest.raises(TokenStateError, match="NO_TOKEN"):
         manager.receive_response(ok(), now=0.0, wall=WALL)
-    with pytest.raises(TokenStateError):
+    with pytest.raises(TokenStateError, match=r"^receive_failure\(\) with no token request in flight \(state VALID\)$"):
         granted().receive_failure(TransportFailure(kind=TransportFailureKind.CONNECT), now=0.0)
+
+
+def test_a_token_request_repr_names_its_fields_and_hides_the_body() -> None:
+    request = make_manager().poll(now=0.0, wall=WALL)
+    assert request is not None
+    size = len(request.body)
+    assert repr(request) == f"TokenRequest(method=POST, url={DEFAULT_OAUTH_AUTH_SERVER}/token, body_bytes={size})"
+    assert list(request.__rich_repr__()) == [
+        ("method", "POST"),
+        ("url", f"{DEFAULT_OAUTH_AUTH_SERVER}/token"),
+        ("body_bytes", size),
+    ]
+
+
+def test_a_refused_token_is_forgotten_at_once_and_a_finished_backoff_does_not_hold_the_next() -> None:
+    manager = granted()
+    assert manager.poll(now=1800.0, wall=WALL + 1800) is not None
+    manager.receive_response(Response(status=503), now=1800.0, wall=WALL + 1800)  # a failed refresh
+    backoff_ends = manager.next_deadline()
+    assert backoff_ends is not None
+    assert 1800.5 <= backoff_ends <= 1800.55
+    # Refused exactly when the refresh's backoff ends: nothing to wait for, ask at once.
+    manager.invalidate(now=backoff_ends)
+    assert state_of(manager) is S.NO_TOKEN
+    assert manager.next_deadline() == -math.inf
+    assert repr(manager) == "TokenManager(state=NO_TOKEN, expires_at=None)"
+
+
+# A token with characters no credential pattern expects: only knowing it cuts it.
+ODD_TOKEN = "ab!cd$ef!gh"
+
+
+def test_a_configuration_error_cuts_the_current_token_from_its_code_and_message() -> None:
+    manager = make_manager()
+    assert manager.poll(now=0.0, wall=WALL) is not None
+    manager.receive_response(ok(token=ODD_TOKEN), now=0.0, wall=WALL)
+    assert manager.poll(now=1800.0, wall=WALL + 1800) is not None
+    body = json.dumps({"error": f"{ODD_TOKEN}", "error_description": f"token {ODD_TOKEN} refused"}).encode()
+    manager.receive_response(Response(status=401, body=body), now=1800.0, wall=WALL + 1800)
+    failure = manager.failure
+    assert failure is not None
+    assert (failure.code, failure.message) == ("[redacted]", "token [redacted] refused")
 
 
 # next_deadline, reset, the table ------------------------------------------------------
