@@ -355,6 +355,9 @@ def test_skew_error_during_refresh_keeps_the_token_and_refreshes_at_once() -> No
         ({"x-ratelimit-reset": str(int(WALL) - 10)}, DEFAULT_RATE_LIMIT_WAIT),  # already past
         ({"x-ratelimit-reset": str(EPOCH_THRESHOLD)}, DEFAULT_RATE_LIMIT_WAIT),  # the first epoch time: long past
         ({"x-ratelimit-reset": "0.5"}, 0.5),
+        ({"x-ratelimit-reset": "0.5", "retry-after": "12"}, 0.5),
+        ({"x-ratelimit-reset": str(int(WALL))}, DEFAULT_RATE_LIMIT_WAIT),  # resets now: no wait is no answer
+        ({"x-ratelimit-reset": str(int(WALL)), "retry-after": "12"}, 12.0),
         ({"x-ratelimit-reset": "inf"}, DEFAULT_RATE_LIMIT_WAIT),
         ({"retry-after": "0"}, DEFAULT_RATE_LIMIT_WAIT),
         ({"retry-after": "later"}, DEFAULT_RATE_LIMIT_WAIT),
