@@ -113,3 +113,17 @@ def test_an_http_or_https_auth_server_is_accepted(auth_server: str) -> None:
     config = make_config(auth_server=auth_server, max_retries=0)
     assert (config.auth_server, config.max_retries) == (auth_server, 0)
     assert config.token_url == auth_server.rstrip("/") + "/token"
+
+
+def test_the_oauth_settings_repr_names_every_field_but_the_key() -> None:
+    config = make_config(scope="tracking_api:write", max_retries=3)
+    expected = [
+        ("client_id", "client-1"),
+        ("key_id", "key-1"),
+        ("auth_server", "https://oauth2.segment.io"),
+        ("scope", "tracking_api:write"),
+        ("max_retries", 3),
+    ]
+    assert list(config.__rich_repr__()) == expected
+    fields = ", ".join(f"{name}={value!r}" for name, value in expected)
+    assert repr(config) == f"OAuthConfig({fields}, private_key=<hidden>)"
