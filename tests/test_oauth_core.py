@@ -494,6 +494,8 @@ def test_a_token_resets_the_failure_count() -> None:
         b'{"access_token": "t", "expires_in": "-5"}',
         b'{"access_token": "t", "expires_in": "inf"}',
         b'{"access_token": "t", "expires_in": "nan"}',
+        b'{"access_token": "t", "expires_in": 0.0}',
+        b'{"access_token": "t", "expires_in": -1.5}',
     ],
 )
 def test_malformed_200_is_a_failed_attempt(body: bytes) -> None:
@@ -503,6 +505,14 @@ def test_malformed_200_is_a_failed_attempt(body: bytes) -> None:
     assert state_of(manager) is S.BACKING_OFF
     assert manager.authorization(now=0.0) is None
     assert manager.failure is None
+
+
+def test_a_malformed_200_is_named_when_it_was_the_last_straw() -> None:
+    manager = make_manager(max_retries=0)
+    manager.poll(now=0.0, wall=WALL)
+    manager.receive_response(Response(status=200, body=b"{}"), now=0.0, wall=WALL)
+    assert manager.failure is not None
+    assert manager.failure.message == "no token after 1 failed attempt in a row; last: HTTP 200: malformed token response"
 
 
 @pytest.mark.parametrize(
