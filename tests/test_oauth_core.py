@@ -512,7 +512,8 @@ def test_a_malformed_200_is_named_when_it_was_the_last_straw() -> None:
     manager.poll(now=0.0, wall=WALL)
     manager.receive_response(Response(status=200, body=b"{}"), now=0.0, wall=WALL)
     assert manager.failure is not None
-    assert manager.failure.message == "no token after 1 failed attempt in a row; last: HTTP 200: malformed token response"
+    last = "HTTP 200: malformed token response"
+    assert manager.failure.message == f"no token after 1 failed attempt in a row; last: {last}"
 
 
 @pytest.mark.parametrize(
