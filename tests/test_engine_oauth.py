@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 from typing import Any
 
 import msgspec
@@ -22,9 +23,11 @@ from segment_core import (
     TransportFailure,
     TransportFailureKind,
 )
+from segment_core._authorization import OAUTH_EXTRA_HINT, BasicAuthorizer, UnavailableAuthorizer, authorizer_for
+from segment_core._batch_requests import basic_authorization
 from segment_core._oauth_tokens import TokenManager
 
-from .test_engine_support import Driver
+from .test_engine_support import WRITE_KEY, Driver
 from .test_oauth_core import make_config
 
 REFUSED_CLIENT = b'{"error":"invalid_client","error_description":"unknown key id"}'
@@ -168,3 +171,29 @@ def test_request_ids_are_positive_and_increasing_across_token_and_batch_requests
     assert ids[0] >= 1
     assert all(earlier < later for earlier, later in itertools.pairwise(ids))
     assert len(driver.delivered) == 5
+
+
+def test_oauth_without_its_extra_fails_every_message_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As where PyJWT and cryptography are not installed: the token manager cannot be imported.
+    monkeypatch.setitem(sys.modules, "segment_core._oauth_tokens", None)
+    authorizer = authorizer_for(WRITE_KEY, make_config(), random.Random(0))
+    assert isinstance(authorizer, UnavailableAuthorizer)
+    assert repr(authorizer) == "UnavailableAuthorizer()"
+    assert authorizer.authorization(now=0.0) is None
+    driver = Driver(authorizer=authorizer, oauth=True)
+    (seq,) = driver.add(1)
+    assert driver.flush() == []
+    error = driver.failed[seq]
+    assert isinstance(error, OAuthError)
+    assert (error.status, error.code, error.message) == (None, "missing_extra", OAUTH_EXTRA_HINT)
+    assert OAUTH_EXTRA_HINT == "OAuth needs the [oauth] extra: pip install 'segment-sansio[oauth]'"
+
+
+def test_without_oauth_the_write_key_authorizes_every_request() -> None:
+    authorizer = authorizer_for(WRITE_KEY, None, random.Random(0))
+    assert isinstance(authorizer, BasicAuthorizer)
+    assert repr(authorizer) == "BasicAuthorizer()"
+    assert authorizer.authorization(now=0.0) == basic_authorization(WRITE_KEY)
+    assert (authorizer.next_deadline(), authorizer.failure) == (None, None)
+    assert isinstance(authorizer_for(WRITE_KEY, make_config(), random.Random(0)), TokenManager)
+
