@@ -388,9 +388,10 @@ def test_429_counts_as_an_attempt() -> None:
     manager.poll(now=0.0, wall=WALL)
     manager.receive_response(Response(status=429), now=0.0, wall=WALL)
     manager.poll(now=5.0, wall=WALL + 5)
-    manager.receive_response(Response(status=429), now=5.0, wall=WALL + 5)
+    manager.receive_response(Response(status=429, body=b"slow down"), now=5.0, wall=WALL + 5)
     assert manager.failure is not None
     assert (manager.failure.code, manager.failure.status) == ("retries_exhausted", 429)
+    assert manager.failure.message == "no token after 2 failed attempts in a row; last: HTTP 429: slow down"
 
 
 # Backoff and giving up ---------------------------------------------------------------
@@ -546,6 +547,7 @@ def test_token_lifetime_forms(body: bytes, lifetime: float) -> None:
         (404, b'{"message": "no such route"}', "invalid_request", "no such route"),
         (415, b'{"error": 7, "error_description": ["x"]}', "invalid_request", "HTTP 415"),
         (302, b"", "unexpected_status", "HTTP 302"),
+        (300, b'{"access_token": "t", "expires_in": 60}', "unexpected_status", "HTTP 300"),  # not a grant
         (501, b"not implemented", "unexpected_status", "not implemented"),
     ],
 )
@@ -588,7 +590,8 @@ def test_error_messages_are_truncated_and_redacted() -> None:
 
 def test_response_without_a_request_in_flight_is_a_bug() -> None:
     manager = make_manager()
-    with pytest.raises(TokenStateError, match="NO_TOKEN"):
+    not_in_flight = r"\(\) with no token request in flight \(state NO_TOKEN\)$"
+    with pytest.raises(TokenStateError, match="^receive_response" + not_in_flight):
         manager.receive_response(ok(), now=0.0, wall=WALL)
     with pytest.raises(TokenStateError, match=r"^receive_failure\(\) with no token request in flight \(state VALID\)$"):
         granted().receive_failure(TransportFailure(kind=TransportFailureKind.CONNECT), now=0.0)
