@@ -627,6 +627,37 @@ def test_a_refused_token_is_forgotten_at_once_and_a_finished_backoff_does_not_ho
 ODD_TOKEN = "ab!cd$ef!gh"
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "last"),
+    [
+        (429, f"slow down, {ODD_TOKEN}", "HTTP 429: slow down, [redacted]"),
+        (400, f"Token is expired: {ODD_TOKEN}", "HTTP 400: Token is expired: [redacted]"),
+        (503, f"busy with {ODD_TOKEN}", "HTTP 503: busy with [redacted]"),
+    ],
+    ids=["rate-limited", "skew", "transient"],
+)
+def test_a_failed_refresh_cuts_the_current_token_from_the_final_error(status: int, body: str, last: str) -> None:
+    manager = make_manager(max_retries=0)
+    assert manager.poll(now=0.0, wall=WALL) is not None
+    manager.receive_response(ok(token=ODD_TOKEN), now=0.0, wall=WALL)
+    assert manager.poll(now=1800.0, wall=WALL + 1800) is not None
+    manager.receive_response(Response(status=status, body=body.encode()), now=1800.0, wall=WALL + 1800)
+    failure = manager.failure
+    assert failure is not None
+    assert failure.message == f"no token after 1 failed attempt in a row; last: {last}"
+
+
+def test_a_server_error_that_mentions_an_expired_token_is_not_a_clock_skew() -> None:
+    # Only a 4xx says our clock is off; a 5xx is the server's trouble, retried after a backoff.
+    manager = make_manager()
+    assert manager.poll(now=0.0, wall=WALL) is not None
+    manager.receive_response(Response(status=500, body=b"Token is expired"), now=10.0, wall=WALL + 10)
+    assert state_of(manager) is S.BACKING_OFF
+    deadline = manager.next_deadline()
+    assert deadline is not None
+    assert 10.5 <= deadline <= 10.55
+
+
 def test_a_configuration_error_cuts_the_current_token_from_its_code_and_message() -> None:
     manager = make_manager()
     assert manager.poll(now=0.0, wall=WALL) is not None
