@@ -117,6 +117,8 @@ def granted(seed: int = 0, *, at: float = 0.0, expires_in: int = 3600, **overrid
         ("https://oauth2.segment.io", "https://oauth2.segment.io", "https://oauth2.segment.io/token"),
         ("https://oauth2.segment.io/", "https://oauth2.segment.io", "https://oauth2.segment.io/token"),
         ("http://127.0.0.1:8080/auth//", "http://127.0.0.1:8080/auth", "http://127.0.0.1:8080/auth/token"),
+        # Only slashes are stripped.
+        ("https://oauth.example/realmX/", "https://oauth.example/realmX", "https://oauth.example/realmX/token"),
     ],
 )
 def test_assertion_claims_and_form(auth_server: str, aud: str, url: str) -> None:
@@ -801,6 +803,20 @@ def test_an_unusable_key_fails_at_the_first_token_request_not_at_construction(pr
     manager.reset()
     assert manager.poll(now=1.0, wall=WALL + 1) is None
     assert manager.state is TokenState.FAILED
+
+
+def test_a_key_that_cannot_sign_fails_for_good_without_quoting_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise ValueError("key material SUPERSECRET")
+
+    monkeypatch.setattr(jwt, "encode", refuse)
+    manager = make_manager()
+    assert manager.poll(now=0.0, wall=WALL) is None
+    assert manager.state is TokenState.FAILED
+    failure = manager.failure
+    assert failure is not None
+    assert (failure.status, failure.code) == (None, "invalid_private_key")
+    assert failure.message == "could not sign the client assertion: ValueError"
 
 
 def test_config_defaults() -> None:
