@@ -869,6 +869,9 @@ def test_secrets_never_appear_in_reprs_or_errors(pem: str) -> None:
 def test_manager_repr_shows_state_and_expiry_only() -> None:
     manager = granted(at=2.0, expires_in=100)
     assert repr(manager) == "TokenManager(state=VALID, expires_at=102.0)"
+    assert repr(make_manager()) == "TokenManager(state=NO_TOKEN, expires_at=None)"
+    manager.reset()
+    assert repr(manager) == "TokenManager(state=NO_TOKEN, expires_at=None)"
 
 
 def test_config_round_trips_through_msgspec_validation() -> None:
