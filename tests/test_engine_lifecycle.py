@@ -286,3 +286,35 @@ def test_close_settles_its_own_wait() -> None:
     driver.engine.close(now=driver.now, deadline=driver.now + 10.0, waiter=41)
     driver.run_until_settled()
     assert driver.waits == {41: True}
+
+
+def test_at_the_deadline_each_batch_keeps_its_own_cause() -> None:
+    driver = Driver(upload_size=1, max_in_flight=2)
+    first_seq, second_seq = driver.add(2)
+    first, second = driver.flush()
+    driver.respond(first, 503, body=b'{"code":"busy","message":"try later"}')
+    own_cause = driver.engine.last_error
+    driver.fail(second)  # the pipeline's last error is now the second batch's
+    assert driver.engine.last_error is not own_cause
+    driver.engine.close(now=driver.now, deadline=driver.now)
+    driver.poll()
+    errors = [driver.failed[seq] for seq in (first_seq, second_seq)]
+    deadline_errors = [error for error in errors if isinstance(error, ShutdownDeadline)]
+    assert deadline_errors == errors
+    assert deadline_errors[0].last_error is own_cause
+    assert deadline_errors[1].last_error is driver.engine.last_error
+
+
+def test_a_later_failure_does_not_spoil_an_earlier_wait() -> None:
+    driver = Driver(upload_size=1, max_in_flight=2)
+    (covered,) = driver.add(1)
+    driver.engine.flush(now=driver.now, waiter=1)  # covers the first message only
+    (later,) = driver.add(1)
+    first, second = driver.flush()
+    driver.respond(second, 400, body=b'{"code":"bad","message":"no"}')  # the later message fails first
+    assert later in driver.failed
+    assert driver.waits == {}
+    driver.respond(first)
+    assert covered in driver.delivered
+    assert driver.waits == {1: True}
+

@@ -197,3 +197,25 @@ def test_without_oauth_the_write_key_authorizes_every_request() -> None:
     assert (authorizer.next_deadline(), authorizer.failure) == (None, None)
     assert isinstance(authorizer_for(WRITE_KEY, make_config(), random.Random(0)), TokenManager)
 
+
+def test_the_token_request_goes_out_as_the_token_manager_wrote_it() -> None:
+    driver = oauth_driver()
+    (request,) = driver.poll()
+    assert request.purpose is RequestPurpose.TOKEN
+    assert (request.method, request.url) == ("POST", "https://oauth2.segment.io/token")
+    headers = dict(request.headers)
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert b"grant_type=client_credentials" in request.body
+    assert (request.message_count, request.retry_count) == (0, 0)
+
+
+def test_a_key_found_unusable_fails_what_waits_in_the_same_poll() -> None:
+    manager = TokenManager(make_config(private_key="not a PEM key"), random=random.Random(5))
+    driver = Driver(authorizer=manager, oauth=True)
+    (seq,) = driver.add(1)
+    driver.engine.flush(now=driver.now)
+    assert driver.poll() == []
+    error = driver.failed[seq]
+    assert isinstance(error, OAuthError)
+    assert (error.status, error.code) == (None, "invalid_private_key")
+
