@@ -90,6 +90,8 @@ def test_secrets_shorter_than_four_characters_are_not_treated_as_secrets() -> No
 def test_a_secret_that_contains_another_is_cut_whole() -> None:
     assert Redactor(("abcd", "abcdefgh")).redact("[abcdefgh]") == f"[{REDACTED}]"
     assert Redactor(("abcdefgh", "abcd")).redact("[abcdefgh]") == f"[{REDACTED}]"
+    # Longest first, not last in alphabetical order ("zzzz" sorts after "azzzzb").
+    assert Redactor(("zzzz", "azzzzb")).redact("[azzzzb]") == f"[{REDACTED}]"
 
 
 def test_secrets_known_only_for_one_call() -> None:
