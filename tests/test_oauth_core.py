@@ -525,6 +525,7 @@ def test_a_malformed_200_is_named_when_it_was_the_last_straw() -> None:
         (b'{"access_token": "t", "expires_in": "3600"}', 3600.0),
         (b'{"access_token": "t", "expires_in": 1.5}', 1.5),
         (b'{"access_token": "t", "expires_in": "0.5"}', 0.5),
+        (b'{"access_token": "t", "expires_in": 0.25}', 0.25),
         (b'{"access_token": "t", "token_type": "Bearer"}', DEFAULT_TOKEN_LIFETIME),
         (b'{"access_token": "t", "expires_in": null}', DEFAULT_TOKEN_LIFETIME),
     ],
