@@ -20,8 +20,7 @@ WRITE_KEY = "wk-config-3c1f"
 
 ENGINE_REFUSALS = [
     # (field, bad value, the whole message)
-    ("write_key", "", "write_key must be a non-empty str"),
-    ("write_key", None, "write_key must be a non-empty str"),
+    ("write_key", None, "write_key must be a str"),
     ("host", "api.segment.io", "host must be an http:// or https:// URL"),
     ("host", 5, "host must be an http:// or https:// URL"),
     ("upload_size", 0, "upload_size must be an int of at least 1"),
