@@ -9,12 +9,19 @@ A spool file is a short header followed by records, appended one at a time::
 
 The length check is ``zlib.crc32`` of the length field; the checksum is
 ``zlib.crc32`` of the data, seeded with the length check, so it covers both.
-The settled flag is outside them, so that acknowledging a record is a single
-one-byte write at ``offset + SETTLED_FLAG_OFFSET``: ``UNSETTLED`` (0x00)
+The settled flag is outside them, so that a record can be settled in place by
+a one-byte write at ``offset + SETTLED_FLAG_OFFSET``: ``UNSETTLED`` (0x00)
 becomes ``SETTLED`` (0xFF). The two values differ in all eight bits, so a
 flipped bit never turns one into the other; any other value is reported as
 damage and read as unsettled (a message delivered twice is deduplicated by its
-messageId, one never delivered is lost).
+messageId, one never delivered is lost). Records are usually settled in
+batches instead, by appending a *settlement record* (``encode_settlement``):
+one write per batch, not one per record.
+
+A writer may reserve space ahead of its records (the runtime maps its file and
+grows it in steps); the reserved bytes are zeros. So zeros from the end of the
+last record to the end of the file are unused space, not damage: no record
+starts with a zero byte.
 
 What the scan guarantees (``scan_records``). A record is *well-formed* at
 offset ``p`` when the bytes at ``p`` are ``RECORD_MAGIC``, its length passes
@@ -25,7 +32,7 @@ next ``RECORD_MAGIC`` one byte further on, verifies it, and reports the bytes
 it skipped as one ``RecordDamage``. Hence:
 
 - Every byte after the header belongs to exactly one yielded record or one
-  reported damage, in file order.
+  reported damage, in file order, except an all-zero tail after the last one.
 - A record whose bytes are unchanged (its flag aside) is yielded at its
   offset, whatever damage precedes or follows it: a resync never jumps past
   the next magic, so damage cannot swallow it (unless a forged well-formed
@@ -45,7 +52,8 @@ it skipped as one ``RecordDamage``. Hence:
   record (a duplicated block, or data that itself holds an encoded record)
   are a well-formed record and are yielded.
 - A file cut at a record boundary is a shorter valid file: the records past
-  the cut are absent and there is no damage to report.
+  the cut are absent and there is no damage to report. So is a file whose
+  tail, from a record boundary on, is all zeros (unused space).
 - The header's version is stored with its complement, so a damaged header
   reads as ``BAD_HEADER`` (its records are still scanned), never as another
   version; a consistent unknown version is ``UNSUPPORTED_VERSION`` and the
@@ -85,6 +93,7 @@ __all__ = [
     "encode_record",
     "encode_settlement",
     "pending_records",
+    "records_end",
     "scan_records",
 ]
 
@@ -213,6 +222,22 @@ def pending_records(content: bytes) -> tuple[list[ScannedRecord], list[RecordDam
     return pending, damage, len(records) - len(pending)
 
 
+def records_end(content: bytes) -> int:
+    """Where a file's records (and damage) end: the start of its unused all-zero tail, if any.
+
+    A writer that goes on with the file (adopting it to append settlements)
+    appends here, so that what it writes follows the last record rather than
+    zeros that a later scan would report as damage.
+    """
+    end = min(len(content), FILE_HEADER_SIZE)
+    for item in scan_records(content):
+        if isinstance(item, ScannedRecord):
+            end = item.offset + RECORD_HEADER_SIZE + len(item.data)
+        elif item.kind is not DamageKind.BAD_FLAG:
+            end = item.offset + item.length
+    return end
+
+
 def _verify(content: bytes, offset: int) -> tuple[int, DamageKind | None]:
     """Check the record at ``offset``: (its end, None) when well-formed, else (0, why not)."""
     size = len(content)
@@ -269,8 +294,12 @@ def scan_records(content: bytes) -> Iterator[ScannedRecord | RecordDamage]:
         # A damaged or missing header: the records after it may still be intact.
         position = 0 if _verify(content, 0)[1] is None else _resync(content, 1)
         yield RecordDamage(offset=0, length=position, kind=DamageKind.BAD_HEADER)
+    # Zeros after the last record are space a writer reserved and never used (see the module docstring).
+    unused_from = len(content.rstrip(b"\x00"))
     while position < size:
         end, problem = _verify(content, position)
+        if problem is not None and position >= unused_from:
+            return
         if problem is None:
             flag = content[position + SETTLED_FLAG_OFFSET]
             if flag not in (UNSETTLED, SETTLED):

@@ -23,6 +23,7 @@ from ._spool_records import (
     encode_record,
     encode_settlement,
     pending_records,
+    records_end,
     scan_records,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "encode_record",
     "encode_settlement",
     "pending_records",
+    "records_end",
     "scan_records",
 ]

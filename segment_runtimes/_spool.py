@@ -5,12 +5,20 @@ named ``<UTC creation time>-<pid>-<random>-<n>.spool``, and holds an advisory lo
 (``flock(LOCK_EX | LOCK_NB)``) for as long as it writes it or it holds
 unsettled records. A file is created under a temporary name, locked, given
 its header and only then renamed into place, so no other process ever sees an
-unlocked live file. A record is appended with one ``os.pwrite`` at the end
-the process tracks; when it returns, the record is in the kernel's hands and
-survives the death of the process (SIGKILL included). Acknowledging a record
-writes its one-byte settled flag in place. A file rotates at
-``segment_bytes``; once rotated (or adopted, or the spool closed) and fully
-settled, it is deleted, which is how space is freed.
+unlocked live file. The file being written is mapped (``mmap``, shared) over
+space reserved ahead of its records with ``posix_fallocate``, ``RESERVE_STEP``
+at a time: appending a record is a copy into the page cache, with no system
+call and without releasing the GIL, and it survives the death of the process
+(SIGKILL included) as a ``write`` would. Reserving first means a full disk is
+a refusal (ENOSPC) when the reserve grows, never a SIGBUS when a page is
+touched. Where space cannot be reserved or files mapped, records are
+appended with ``os.pwrite``. A file that stops being written (rotated at
+``segment_bytes``, or the spool closed) is unmapped and cut to its records; a
+process killed first leaves zeros after them, which the scan reads as unused
+space (an adopter appends its settlements over them). Acknowledging a batch
+of records appends one settlement record. A
+fully settled file that is no longer written is deleted, which is how space
+is freed.
 
 Recovery. A file whose lock can be taken has no living owner (the kernel
 drops a dead process's locks): ``recover`` takes it, keeps the lock, and
@@ -24,7 +32,9 @@ Durability. ``fsync="never"``: records survive the death of the process, not
 a power loss. ``"interval"`` (the default): the worker calls ``maybe_sync``,
 which fsyncs written files at most every ``SYNC_INTERVAL`` seconds, so a power
 loss costs at most about that much. ``"always"``: every append is fsynced
-before it returns (blocking: threaded runtime only).
+before it returns (blocking: threaded runtime only). An fsync of the file
+writes back what was copied into its map too (on Linux a shared map's pages
+are the file's page cache).
 
 Thread-safety: one lock guards the files and the ledger; ``append`` holds it
 for its write (and its fsync with ``"always"``), never for a scan or a sync.
@@ -38,6 +48,7 @@ import enum
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import secrets
 import threading
@@ -61,11 +72,13 @@ from segment_core.spool import (
     encode_record,
     encode_settlement,
     pending_records,
+    records_end,
 )
 
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "FSYNC_POLICIES",
+    "RESERVE_STEP",
     "SPOOL_SUFFIX",
     "SYNC_INTERVAL",
     "RefusalReason",
@@ -79,6 +92,9 @@ log = logging.getLogger("segment")
 # Small enough that a settled file is freed soon, large enough that rotation is rare
 # (about 7,000 records of 600 bytes).
 DEFAULT_SEGMENT_BYTES: Final = 4 << 20
+# Space reserved (and mapped) ahead of the records of the file being written: one
+# system call per ~1,700 records of 600 bytes.
+RESERVE_STEP: Final = 1 << 20
 # How stale written data may be at a power loss with fsync="interval", in seconds.
 SYNC_INTERVAL: Final = 1.0
 FSYNC_POLICIES: Final = ("never", "interval", "always")
@@ -86,6 +102,10 @@ SPOOL_SUFFIX: Final = ".spool"
 _TEMPORARY_SUFFIX: Final = ".tmp"
 _SETTLED_BYTE: Final = bytes([SETTLED])
 _DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+# posix_fallocate's answers from a file system that cannot reserve space: such files are pwritten.
+_CANNOT_RESERVE_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS})
+# Mapping a file is safe only over reserved space (a page past it faults with SIGBUS on a full disk).
+_CAN_RESERVE: Final = hasattr(os, "posix_fallocate")
 # A temporary file this old (seconds) whose lock is free was left by a process that died creating it.
 _ABANDONED_AFTER: Final = 60.0
 
@@ -111,14 +131,21 @@ class SpoolRefusal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _SpoolFile:
-    """An open spool file this process holds the lock of."""
+    """An open spool file this process holds the lock of.
 
-    __slots__ = ("dirty", "fd", "name", "size")
+    ``size`` is where its next record goes; ``capacity`` the bytes reserved for it
+    (mapped by ``mapped`` when it is the file being written), at least ``size``.
+    """
 
-    def __init__(self, name: str, fd: int, size: int) -> None:
+    __slots__ = ("capacity", "dirty", "fd", "mappable", "mapped", "name", "size")
+
+    def __init__(self, name: str, fd: int, size: int, *, mappable: bool = False) -> None:
         self.name = name
         self.fd = fd
         self.size = size
+        self.capacity = size
+        self.mapped: mmap.mmap | None = None
+        self.mappable = mappable  # False once written with pwrite only (sealed, or mapping failed)
         self.dirty = False
 
 
@@ -192,7 +219,11 @@ class Spool:
         return self._closed
 
     def append(self, data: bytes) -> SpoolRef | SpoolRefusal:
-        """Write one record; never raises, never blocks on anything but the write itself.
+        """Write one record; never raises.
+
+        Usually a copy into the current file's map, under the spool's lock; a
+        system call only when the reserve grows (every ``RESERVE_STEP`` bytes),
+        a file rotates, files cannot be mapped (pwrite), or ``fsync="always"``.
 
         Args:
             data: the record's data (a message's JSON).
@@ -207,9 +238,24 @@ class Spool:
             return SpoolRefusal(reason=RefusalReason.TOO_LARGE, detail=str(error))
         size = len(record)
         with self._lock:
+            current = self._current
+            if (
+                current is not None
+                and (mapped := current.mapped) is not None
+                and (end := current.size + size) <= current.capacity
+                and self._ledger.bytes + size <= self.max_bytes
+                and self.fsync != "always"
+            ):
+                # The common case, taken as the general path below would take it: a copy into the map.
+                offset = current.size
+                mapped[offset:end] = record
+                current.size = end
+                current.dirty = True
+                ref = SpoolRef(file=current.name, offset=offset)
+                self._ledger.add_record(ref, size)
+                return ref
             if self._closed:
                 return SpoolRefusal(reason=RefusalReason.CLOSED, detail=str(self.directory))
-            current = self._current
             if current is not None and (
                 # Full (but a record larger than a segment still gets a file of its own) ...
                 (current.size + size > self.segment_bytes and current.size > len(FILE_HEADER))
@@ -226,7 +272,7 @@ class Spool:
                 if current is None:
                     current = self._current = self._new_file()
                 offset = current.size
-                written = os.pwrite(current.fd, record, offset)
+                written = self._write(current, record)
             except OSError as error:
                 return self._refuse(error, current)
             if written != size:
@@ -339,6 +385,7 @@ class Spool:
             return
         self._lock = threading.Lock()  # another thread may have held it at the fork
         for spool_file in self._files.values():
+            _unmap(spool_file)  # the child's view only: the parent's map stays
             _close_quietly(spool_file.fd)
         self._files = {}
         self._ledger = SpoolLedger()
@@ -398,7 +445,7 @@ class Spool:
             _unlink_quietly(temporary)
             _close_quietly(fd)
             raise
-        spool_file = _SpoolFile(name, fd, len(FILE_HEADER))
+        spool_file = _SpoolFile(name, fd, len(FILE_HEADER), mappable=_CAN_RESERVE)
         self._files[name] = spool_file
         self._ledger.add_file(name, size=spool_file.size)
         self._directory_dirty = True
@@ -411,21 +458,74 @@ class Spool:
         self._ledger.seal(spool_file.name)
         if self._ledger.deletable(spool_file.name):
             self._delete(spool_file)
+            return
+        _unmap(spool_file)
+        if spool_file.capacity > spool_file.size:
+            try:
+                os.ftruncate(spool_file.fd, spool_file.size)  # give the unused reserve back
+                spool_file.capacity = spool_file.size
+            except OSError as error:  # the zeros stay; a scan reads them as unused space
+                log.warning("spool: cannot cut %s to its records: %s", self.directory / spool_file.name, error)
 
     def _delete(self, spool_file: _SpoolFile) -> None:
         # Unlink before closing: a process that opened the file meanwhile gets the
         # lock only after the close, then sees the name gone and leaves it.
         _unlink_quietly(self.directory / spool_file.name)
+        _unmap(spool_file)  # the map holds a duplicate of the descriptor, hence the lock
         _close_quietly(spool_file.fd)
         self._files.pop(spool_file.name, None)
         self._ledger.forget(spool_file.name)
         if self._current is spool_file:
             self._current = None
 
+    def _write(self, spool_file: _SpoolFile, data: bytes) -> int:
+        """Append ``data`` at the file's end: a copy into its map, or a pwrite. Raises OSError.
+
+        Returns:
+            The bytes written (fewer than asked only with pwrite, on a full disk).
+        """
+        offset = spool_file.size
+        end = offset + len(data)
+        if spool_file.mappable and end > spool_file.capacity:
+            self._reserve(spool_file, end)
+        mapped = spool_file.mapped
+        if mapped is not None and end <= spool_file.capacity:
+            mapped[offset:end] = data
+            return len(data)
+        return os.pwrite(spool_file.fd, data, offset)
+
+    def _reserve(self, spool_file: _SpoolFile, end: int) -> None:
+        """Reserve and map the file up to at least ``end``: ``RESERVE_STEP`` more, within the bounds.
+
+        Raises:
+            OSError: the disk is full (ENOSPC, EDQUOT) or failed. Where the
+                file system cannot reserve space or map the file, the file is
+                written with pwrite from then on instead.
+        """
+        capacity = max(end, min(spool_file.capacity + RESERVE_STEP, self.segment_bytes, self.max_bytes))
+        try:
+            os.posix_fallocate(spool_file.fd, spool_file.capacity, capacity - spool_file.capacity)
+        except OSError as error:
+            if error.errno not in _CANNOT_RESERVE_ERRNOS:
+                raise
+            _unmap(spool_file)
+            spool_file.mappable = False
+            return
+        spool_file.capacity = capacity
+        try:
+            if spool_file.mapped is None:
+                spool_file.mapped = mmap.mmap(spool_file.fd, capacity)
+            else:
+                spool_file.mapped.resize(capacity)
+        except (OSError, ValueError) as error:
+            log.debug("spool: cannot map %s (%s); writing it with pwrite", self.directory / spool_file.name, error)
+            _unmap(spool_file)
+            spool_file.mappable = False
+
     def _append_settlement(self, spool_file: _SpoolFile, offsets: list[int]) -> None:
         record = encode_settlement(offsets)
         try:
-            written = os.pwrite(spool_file.fd, record, spool_file.size)
+            written = self._write(spool_file, record)
         except OSError as error:
             # The records stay unsettled on disk: after a crash they are delivered again (deduplicated).
             log.warning("spool: cannot mark %d records of %s settled: %s", len(offsets), spool_file.name, error)
@@ -561,9 +661,12 @@ class Spool:
             if self._closed or self._pid != os.getpid() or name in self._files:
                 _close_quietly(fd)
                 return []
-            spool_file = _SpoolFile(name, fd, len(content))
+            # Settlements go after its records, over the zeros a killed writer may have left reserved.
+            end = records_end(content)
+            spool_file = _SpoolFile(name, fd, end)
+            spool_file.capacity = len(content)
             self._files[name] = spool_file
-            self._ledger.add_file(name, size=len(content), sealed=True)
+            self._ledger.add_file(name, size=end, sealed=True)
             refs = [SpoolRef(file=name, offset=record.offset) for record in unsettled]
             for ref in refs:
                 self._ledger.add_record(ref)
@@ -604,6 +707,15 @@ def _after_fork(reference: weakref.ref[Spool]) -> None:
     spool = reference()
     if spool is not None:
         spool.after_fork_in_child()
+
+
+def _unmap(spool_file: _SpoolFile) -> None:
+    """Close the file's map, if it has one; nothing more goes through it."""
+    if spool_file.mapped is not None:
+        with contextlib.suppress(OSError, BufferError):
+            spool_file.mapped.close()
+        spool_file.mapped = None
+    spool_file.mappable = False
 
 
 def _close_quietly(fd: int) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from segment_core.spool import DamageKind, RecordDamage, pending_records
+from segment_core.spool import RecordDamage, pending_records
 
 from ._spool import SPOOL_SUFFIX
 
@@ -120,13 +120,10 @@ def _report_file(path: str, content: bytes, live: bool | None) -> SpoolFileRepor
         stamp = _timestamp_of(record.data)
         if stamp is not None and (oldest is None or _parse_timestamp(stamp) < _parse_timestamp(oldest)):
             oldest = stamp
-    if (
-        live
-        and damaged
-        and damaged[-1].kind is DamageKind.TRUNCATED
-        and damaged[-1].offset + damaged[-1].length == len(content)
-    ):
-        damaged.pop()  # the record its owner is writing right now
+    if live and damaged and damaged[-1].offset + damaged[-1].length == len(content):
+        # The record its owner is writing right now: torn at the end of the file, or (in the
+        # space it reserved) followed by zeros that fail its checksum.
+        damaged.pop()
     return SpoolFileReport(
         path=path,
         bytes=len(content),

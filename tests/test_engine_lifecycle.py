@@ -317,4 +317,3 @@ def test_a_later_failure_does_not_spoil_an_earlier_wait() -> None:
     driver.respond(first)
     assert covered in driver.delivered
     assert driver.waits == {1: True}
-

@@ -218,4 +218,3 @@ def test_a_key_found_unusable_fails_what_waits_in_the_same_poll() -> None:
     error = driver.failed[seq]
     assert isinstance(error, OAuthError)
     assert (error.status, error.code) == (None, "invalid_private_key")
-

@@ -1,8 +1,10 @@
 """The spool's file I/O in one process: append, acknowledge, rotate, delete, recover, bound, damage.
 
 Real files in pytest's tmp_path. Faults the disk cannot be made to produce on
-demand (ENOSPC, EIO, a short write) are injected at the one write call; the
-rest is the real thing. Processes (fork, SIGKILL, racing adopters) are in
+demand (ENOSPC, EIO, a short write) are injected at the system call that meets
+them: ``posix_fallocate`` when the spool reserves space for its map, ``pwrite``
+where it cannot map (the ``pwrite_only`` fixture: a file system that refuses
+to reserve space); the rest is the real thing. Processes (fork, SIGKILL, racing adopters) are in
 tests/test_spool_processes.py.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import tempfile
 import threading
@@ -34,8 +37,10 @@ from segment_core.spool import (
     ScannedRecord,
     encode_record,
     pending_records,
+    records_end,
     scan_records,
 )
+from segment_runtimes import _spool as spool_module
 from segment_runtimes._spool import SPOOL_SUFFIX, RefusalReason, Spool, SpoolRef, SpoolRefusal
 from segment_runtimes._spool_inspect import inspect_spool
 
@@ -48,10 +53,26 @@ def spool_files(directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if path.name.endswith(SPOOL_SUFFIX))
 
 
+def written_bytes(directory: Path) -> int:
+    """Bytes of the spool files up to their last record: what ``bytes_used`` counts (not the reserve)."""
+    return sum(records_end(path.read_bytes()) for path in spool_files(directory))
+
+
 def append_ok(spool: Spool, data: bytes) -> SpoolRef:
     ref = spool.append(data)
     assert isinstance(ref, SpoolRef), ref
     return ref
+
+
+@pytest.fixture
+def pwrite_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that cannot reserve space: the spool appends with pwrite, and maps nothing."""
+
+    monkeypatch.setattr(os, "posix_fallocate", cannot_reserve)
+
+
+def cannot_reserve(fd: int, offset: int, length: int) -> None:
+    raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
 
 @pytest.fixture
@@ -112,7 +133,7 @@ def test_files_rotate_and_are_deleted_once_settled(tmp_path: Path) -> None:
         assert [path.name for path in spool_files(directory)] == files[1:]
         spool.acknowledge(refs[6:])  # the current file: settled, but still written
         assert [path.name for path in spool_files(directory)] == files[1:]
-        assert spool.bytes_used == sum(path.stat().st_size for path in spool_files(directory))
+        assert spool.bytes_used == written_bytes(directory)
         spool.acknowledge(refs[3:6])
         assert [path.name for path in spool_files(directory)] == [files[2]]
     assert spool_files(directory) == []  # closed with nothing unsettled
@@ -151,7 +172,7 @@ def test_a_torn_settlement_settles_nothing_and_loses_nothing(tmp_path: Path) -> 
         spool.acknowledge([refs[0], refs[1]])
         (path,) = spool_files(tmp_path)
         content = path.read_bytes()
-    torn = content[:-3]  # the process died in the middle of writing the settlement
+    torn = content[: records_end(content) - 3]  # the process died in the middle of writing the settlement
     pending, damage, settled = pending_records(torn)
     assert [record.offset for record in pending] == [ref.offset for ref in refs]
     assert settled == 0
@@ -222,15 +243,33 @@ def test_bad_options_are_configuration_errors(tmp_path: Path, options: dict[str,
         Spool(tmp_path, **arguments)  # type: ignore[arg-type]
 
 
-def inject_write_fault(monkeypatch: pytest.MonkeyPatch, fault: Callable[[int, bytes, int], int]) -> list[int]:
-    """Replace the spool's pwrite for records (not for file headers or flags); count the faults."""
-    real = os.pwrite
+@pytest.fixture(params=["mapped", "pwrite"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How records are appended: copied into a map over reserved space, or pwritten."""
+    if request.param == "mapped":
+        monkeypatch.setattr(spool_module, "RESERVE_STEP", 1)  # every append reserves: a fault meets it
+    else:
+        monkeypatch.setattr(os, "posix_fallocate", cannot_reserve)
+    return str(request.param)
+
+
+def inject_write_fault(monkeypatch: pytest.MonkeyPatch, writer: str, error: OSError) -> list[int]:
+    """Make the call that appends records fail: posix_fallocate (mapped) or pwrite; count the faults."""
     faults: list[int] = []
+    if writer == "mapped":
+
+        def reserve(fd: int, offset: int, length: int) -> None:
+            faults.append(offset)
+            raise error
+
+        monkeypatch.setattr(os, "posix_fallocate", reserve)
+        return faults
+    real = os.pwrite
 
     def pwrite(fd: int, data: bytes, offset: int) -> int:
-        if len(data) > RECORD_HEADER_SIZE:
+        if len(data) > RECORD_HEADER_SIZE:  # not a file header or a flag
             faults.append(offset)
-            return fault(fd, data, offset)
+            raise error
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite)
@@ -239,16 +278,12 @@ def inject_write_fault(monkeypatch: pytest.MonkeyPatch, fault: Callable[[int, by
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_a_full_disk_is_a_refusal_and_the_file_stays_clean(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, code: int
 ) -> None:
     with Spool(tmp_path, max_bytes=1 << 20) as spool:
         before = append_ok(spool, message(0))
-
-        def full(fd: int, data: bytes, offset: int) -> int:
-            raise OSError(code, os.strerror(code))
-
         with monkeypatch.context() as patch:
-            faults = inject_write_fault(patch, full)
+            faults = inject_write_fault(patch, writer, OSError(code, os.strerror(code)))
             refusal = spool.append(message(1))
         assert faults
         assert isinstance(refusal, SpoolRefusal)
@@ -256,15 +291,25 @@ def test_a_full_disk_is_a_refusal_and_the_file_stays_clean(
         after = append_ok(spool, message(2))
         assert after.file == before.file  # the disk filling up is no reason to leave the file
         assert spool.pending == 2
+        (path,) = spool_files(tmp_path)
+        assert not [item for item in scan_records(path.read_bytes()) if isinstance(item, RecordDamage)]
     assert recover_all(tmp_path) == [message(0), message(2)]
 
 
-def test_a_short_write_is_cut_off_so_no_damage_remains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_write_is_cut_off_so_no_damage_remains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pwrite_only: None
+) -> None:
     real = os.pwrite
+
+    def half(fd: int, data: bytes, offset: int) -> int:
+        if len(data) > RECORD_HEADER_SIZE:
+            return real(fd, data[: len(data) // 2], offset)
+        return real(fd, data, offset)
+
     with Spool(tmp_path, max_bytes=1 << 20) as spool:
         append_ok(spool, message(0))
         with monkeypatch.context() as patch:
-            inject_write_fault(patch, lambda fd, data, offset: real(fd, data[: len(data) // 2], offset))
+            patch.setattr(os, "pwrite", half)
             refusal = spool.append(message(1))
         assert isinstance(refusal, SpoolRefusal)
         assert refusal.reason is RefusalReason.DISK_FULL
@@ -276,22 +321,72 @@ def test_a_short_write_is_cut_off_so_no_damage_remains(tmp_path: Path, monkeypat
 
 
 def test_another_write_error_is_a_refusal_and_the_next_record_goes_to_a_new_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
 ) -> None:
     with Spool(tmp_path, max_bytes=1 << 20) as spool:
         before = append_ok(spool, message(0))
-
-        def broken(fd: int, data: bytes, offset: int) -> int:
-            raise OSError(errno.EIO, "Input/output error")
-
         with monkeypatch.context() as patch:
-            inject_write_fault(patch, broken)
+            inject_write_fault(patch, writer, OSError(errno.EIO, "Input/output error"))
             refusal = spool.append(message(1))
         assert isinstance(refusal, SpoolRefusal)
         assert refusal.reason is RefusalReason.IO_ERROR
         assert "Input/output error" in refusal.detail
         assert append_ok(spool, message(2)).file != before.file
     assert recover_all(tmp_path) == [message(0), message(2)]
+
+
+def test_a_file_system_that_cannot_map_gets_pwritten_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_map(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+    monkeypatch.setattr(mmap, "mmap", cannot_map)
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        refs = [append_ok(spool, message(n)) for n in range(3)]
+        spool.acknowledge(refs[1:2])
+        assert spool.pending == 2
+    assert recover_all(tmp_path) == [message(0), message(2)]
+
+
+def test_space_is_reserved_ahead_in_steps_and_cut_off_at_close(tmp_path: Path) -> None:
+    records = [b'{"n":%d,"pad":"%s"}' % (number, b"x" * 1000) for number in range(1200)]
+    step = spool_module.RESERVE_STEP
+    with Spool(tmp_path, max_bytes=1 << 24) as spool:
+        first = append_ok(spool, records[0])
+        (path,) = spool_files(tmp_path)
+        assert path.stat().st_size == len(FILE_HEADER) + step
+        refs = [append_ok(spool, data) for data in records[1:]]  # 1.2 MB: past the first step
+        assert {ref.file for ref in refs} == {first.file}
+        assert path.stat().st_size == len(FILE_HEADER) + 2 * step
+        written = len(FILE_HEADER) + sum(RECORD_HEADER_SIZE + len(data) for data in records)
+        assert spool.bytes_used == records_end(path.read_bytes()) == written
+        spool.acknowledge(refs)
+        settled_written = records_end(path.read_bytes())
+    # Closed with a record unsettled: the file keeps its records and settlement, not the reserve.
+    assert path.stat().st_size == settled_written > written
+    assert recover_all(tmp_path) == [records[0]]
+
+
+def test_zeros_a_killed_writer_reserved_are_no_damage_and_settlements_go_before_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_dead_process_file(tmp_path, 3)
+    records = path.read_bytes()
+    with open(path, "ab") as appender:
+        appender.write(bytes(5000))  # the unused reserve of a writer killed with SIGKILL
+    caplog.set_level(logging.WARNING, logger="segment")
+    with Spool(tmp_path, max_bytes=1 << 20) as adopter:
+        recovered = list(adopter.recover())
+        assert [data for _, data in recovered] == [message(n) for n in range(3)]
+        assert adopter.bytes_used == len(records)
+        adopter.acknowledge([recovered[0][0]])
+        content = path.read_bytes()
+        # The settlement follows the last record, over the zeros: a later scan finds no damage.
+        assert content.startswith(records)
+        assert not [item for item in scan_records(content) if isinstance(item, RecordDamage)]
+        assert [record.data for record in pending_records(content)[0]] == [message(1), message(2)]
+    assert damage_warnings(caplog) == []
+    assert records_end(path.read_bytes()) == path.stat().st_size  # closed: the zeros are cut off
+    assert recover_all(tmp_path) == [message(1), message(2)]
 
 
 def test_a_file_that_cannot_be_created_is_a_refusal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -509,12 +604,22 @@ def test_inspect_reports_pending_bytes_oldest_damage_and_liveness(tmp_path: Path
         assert [data for _, data in live.recover()] == [message(0), message(1)]
 
 
-def test_inspect_of_a_live_file_ignores_a_record_being_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("torn_at", [2, 12, 30])  # in the magic, the length, the data
+@pytest.mark.parametrize("writer", ["mapped", "pwrite"])
+def test_inspect_of_a_live_file_ignores_a_record_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, torn_at: int
+) -> None:
+    if writer == "pwrite":
+        monkeypatch.setattr(os, "posix_fallocate", cannot_reserve)
     with Spool(tmp_path, max_bytes=1 << 20) as live:
         append_ok(live, message(0))
         (path,) = spool_files(tmp_path)
-        with open(path, "ab") as appender:  # what a read in the middle of an append sees
-            appender.write(encode_record(message(1))[:30])
+        end = records_end(path.read_bytes())
+        fd = os.open(path, os.O_WRONLY)
+        try:  # what a read in the middle of an append sees
+            os.pwrite(fd, encode_record(message(1))[:torn_at], end)
+        finally:
+            os.close(fd)
         report = inspect_spool(tmp_path)
         assert report.damaged == 0
         assert report.pending == 1
@@ -632,7 +737,7 @@ def test_the_files_on_disk_match_the_books_and_the_bound_holds(steps: list[tuple
                     spool.acknowledge([chosen])
                     del unsettled[chosen]
                 assert spool.bytes_used <= max_bytes
-                assert spool.bytes_used == sum(path.stat().st_size for path in spool_files(root))
+                assert spool.bytes_used == written_bytes(root)
                 assert spool.pending == len(unsettled)
         assert sorted(recover_all(root)) == sorted(unsettled.values())
         assert spool_files(root) == []

@@ -88,7 +88,8 @@ def check_every_byte_accounted_for(content: bytes) -> None:
         else:
             assert item.length > 0 or item.kind is DamageKind.BAD_HEADER
             position += item.length
-    assert position == len(content)
+    # What is left is unused space a writer reserved: zeros, from a record boundary on.
+    assert not content[position:].strip(b"\x00"), position
 
 
 # Record data: mostly JSON-like text (what the spool holds), sometimes any bytes.
@@ -257,12 +258,37 @@ def test_garbage_appended_is_one_damage_after_the_last_record(
     records: list[tuple[bytes, bool]], garbage: bytes
 ) -> None:
     assume(RECORD_MAGIC not in garbage)
+    assume(garbage.strip(b"\x00"))  # zeros alone are unused space (tested below)
     content, originals = build_file(records)
 
     found, damages = scan(content + garbage)
 
     assert [record.data for record in found] == [original.data for original in originals]
     assert damages == [RecordDamage(offset=len(content), length=len(garbage), kind=DamageKind.GARBAGE)]
+
+
+@given(record_lists, st.integers(min_value=0, max_value=5000), edits)
+def test_zeros_after_the_last_record_are_unused_space(
+    records: list[tuple[bytes, bool]], reserved: int, damage: list[tuple[str, float, int, bytes]]
+) -> None:
+    # The runtime reserves space ahead of its records; a process killed then leaves zeros there.
+    content, originals = build_file(records)
+    found, damages = scan(content + bytes(reserved))
+    assert damages == []
+    assert [(record.offset, record.data) for record in found] == [
+        (original.start, original.data) for original in originals
+    ]
+    # And damage before the reserved space is reported as it would be without it.
+    state = Damaged(bytearray(content), list(range(len(content))), {})
+    for edit in damage:
+        apply_edit(state, edit)
+    damaged = bytes(state.content)
+    with_reserve, _ = scan(damaged + bytes(reserved))
+    without, _ = scan(damaged)
+    # Zeros can complete a torn last record whose own data ended in zeros: then it is found too.
+    assert with_reserve[: len(without)] == without
+    assert len(with_reserve) <= len(without) + 1
+    check_every_byte_accounted_for(damaged + bytes(reserved))
 
 
 def test_two_bit_flips_in_the_length_and_its_check_are_always_detected() -> None:
