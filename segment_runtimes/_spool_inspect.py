@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from segment_core.spool import RecordDamage, pending_records
+from segment_core.spool import RecordDamage, pending_records, records_end
 
 from ._spool import SPOOL_SUFFIX
 
@@ -34,6 +34,7 @@ class SpoolFileReport(msgspec.Struct, frozen=True, kw_only=True):
     """One spool file: its records, its damage, and whether a live process holds it."""
 
     path: str
+    # Up to the end of its last record: not the space its writer reserved ahead (zeros).
     bytes: int
     pending: int
     settled: int
@@ -57,7 +58,7 @@ class SpoolReport(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def bytes(self) -> int:
-        """Bytes of all spool files."""
+        """Bytes of all spool files, up to their last records (what ``max_spool_bytes`` counts)."""
         return sum(report.bytes for report in self.files)
 
     @property
@@ -126,7 +127,7 @@ def _report_file(path: str, content: bytes, live: bool | None) -> SpoolFileRepor
         damaged.pop()
     return SpoolFileReport(
         path=path,
-        bytes=len(content),
+        bytes=records_end(content),
         pending=pending,
         settled=settled,
         damaged=tuple(damaged),
