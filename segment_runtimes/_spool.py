@@ -93,8 +93,8 @@ log = logging.getLogger("segment")
 # (about 7,000 records of 600 bytes).
 DEFAULT_SEGMENT_BYTES: Final = 4 << 20
 # Space reserved (and mapped) ahead of the records of the file being written: one
-# system call per ~1,700 records of 600 bytes.
-RESERVE_STEP: Final = 1 << 20
+# system call per ~400 records of 600 bytes, and at most this much left as zeros by a killed process.
+RESERVE_STEP: Final = 256 << 10
 # How stale written data may be at a power loss with fsync="interval", in seconds.
 SYNC_INTERVAL: Final = 1.0
 FSYNC_POLICIES: Final = ("never", "interval", "always")

@@ -348,13 +348,13 @@ def test_a_file_system_that_cannot_map_gets_pwritten_records(tmp_path: Path, mon
 
 
 def test_space_is_reserved_ahead_in_steps_and_cut_off_at_close(tmp_path: Path) -> None:
-    records = [b'{"n":%d,"pad":"%s"}' % (number, b"x" * 1000) for number in range(1200)]
     step = spool_module.RESERVE_STEP
+    records = [b'{"n":%d,"pad":"%s"}' % (number, b"x" * 1000) for number in range(step // 1000 + 10)]
     with Spool(tmp_path, max_bytes=1 << 24) as spool:
         first = append_ok(spool, records[0])
         (path,) = spool_files(tmp_path)
         assert path.stat().st_size == len(FILE_HEADER) + step
-        refs = [append_ok(spool, data) for data in records[1:]]  # 1.2 MB: past the first step
+        refs = [append_ok(spool, data) for data in records[1:]]  # past the first step, not the second
         assert {ref.file for ref in refs} == {first.file}
         assert path.stat().st_size == len(FILE_HEADER) + 2 * step
         written = len(FILE_HEADER) + sum(RECORD_HEADER_SIZE + len(data) for data in records)
