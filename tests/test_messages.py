@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -681,6 +682,9 @@ def test_warnings_are_capped() -> None:
     built = build("track", user_id="u", event="E", properties={"many": [Opaque() for _ in range(100)]})
     assert len(built.dropped) == MAX_DROPPED_WARNINGS + 1
     assert built.dropped[-1] == f"... and {100 - MAX_DROPPED_WARNINGS} more values dropped"
+    at_cap = [Opaque() for _ in range(MAX_DROPPED_WARNINGS)]
+    built = build("track", user_id="u", event="E", properties={"many": at_cap})
+    assert built.dropped == tuple(f"properties.many[{i}]: unsupported type Opaque" for i in range(MAX_DROPPED_WARNINGS))
 
 
 def _padded(pad: int) -> Callable[[], BuiltMessage]:
@@ -967,6 +971,8 @@ ERRORS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("empty-group-id", "group", {"user_id": "u", "group_id": ""}, f"group_id must be {ID}, got str"),
     ("no-previous-id", "alias", {"user_id": "u"}, f"previous_id must be {ID}, got NoneType"),
     ("alias-no-user-id", "alias", {"previous_id": "p", "anonymous_id": "a"}, f"user_id must be {ID}, got NoneType"),
+    ("empty-previous-id", "alias", {"user_id": "u", "previous_id": ""}, f"previous_id must be {ID}, got str"),
+    ("alias-empty-user-id", "alias", {"previous_id": "p", "user_id": ""}, f"user_id must be {ID}, got str"),
     ("event", "track", {"user_id": "u", "event": 5}, "event must be a string, got int"),
     ("properties", "page", {"user_id": "u", "properties": [1]}, "properties must be a dict, got list"),
     ("name", "screen", {"user_id": "u", "name": ["N"]}, "name must be a string, got list"),
@@ -1051,3 +1057,66 @@ def test_a_caller_short_of_stack_gets_a_validation_error() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert str(info.value) == "properties must be a dict nested at most 64 levels, got dict"
+
+
+# segment-analytics-python 2.4's returned message: its keys, in its order.
+RETURNED_KEYS = {
+    "track": [
+        "integrations",
+        "anonymousId",
+        "properties",
+        "timestamp",
+        "context",
+        "userId",
+        "type",
+        "event",
+        "messageId",
+    ],
+    "identify": ["integrations", "anonymousId", "timestamp", "context", "type", "userId", "traits", "messageId"],
+    "group": [
+        "integrations",
+        "anonymousId",
+        "timestamp",
+        "groupId",
+        "context",
+        "userId",
+        "traits",
+        "type",
+        "messageId",
+    ],
+    "alias": ["integrations", "previousId", "timestamp", "context", "userId", "type", "messageId", "anonymousId"],
+    "page": [
+        "integrations",
+        "anonymousId",
+        "properties",
+        "timestamp",
+        "category",
+        "context",
+        "userId",
+        "type",
+        "name",
+        "messageId",
+    ],
+}
+RETURNED_KEYS["screen"] = RETURNED_KEYS["page"]
+
+
+@pytest.mark.parametrize("type_", list(RETURNED_KEYS))
+def test_the_returned_message_has_2_4s_keys_in_its_order(type_: str) -> None:
+    kwargs = {"user_id": "u", "anonymous_id": "a", **REQUIRED.get(type_, {})}
+    returned = build(type_, **kwargs).message
+    assert list(returned) == RETURNED_KEYS[type_]
+    assert (returned["userId"], returned["anonymousId"], returned["type"]) == ("u", "a", type_)
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="TZ in the environment needs time.tzset (POSIX)")
+def test_an_offset_with_seconds_is_sent_as_utc_whatever_the_host_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never the host's local time: the core reads no zone (here in-process, for the mutation run to see it).
+    given = datetime(2020, 1, 2, 0, 9, 21, tzinfo=timezone(timedelta(seconds=561)))
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert build("identify", user_id="u", timestamp=given).message["timestamp"] == "2020-01-02T00:00:00.000+00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
