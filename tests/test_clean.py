@@ -25,7 +25,16 @@ from hypothesis import strategies as st
 
 from segment_core import _value_cleaning
 from segment_core._errors import MessageTooLarge
-from segment_core._value_cleaning import LIST_ITEM_BYTES, MAX_DEPTH, MAX_INT_DIGITS, clean, clean_field, scrub
+from segment_core._value_cleaning import (
+    DICT_ENTRY_BYTES,
+    LIST_ITEM_BYTES,
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    clean,
+    clean_field,
+    clean_field_in_python,
+    scrub,
+)
 from segment_core.limits import MAX_MESSAGE_BYTES
 
 UTC = timezone.utc
@@ -127,7 +136,9 @@ CLEAN_CASES: list[tuple[str, object, object, tuple[str, ...]]] = [
     ("int-enum", Size.LARGE, 3, ()),
     ("str-subclass", Text("t"), "t", ()),
     ("int-subclass", Count(4), 4, ()),
+    ("float-subclass", Ratio(1.5), 1.5, ()),
     ("float-subclass-nan", Ratio("nan"), None, ()),
+    ("float-subclass-inf", Ratio("-inf"), None, ()),
     ("tuple", (1, "a"), [1, "a"], ()),
     ("list", [1, [2, (3,)]], [1, [2, [3]]], ()),
     ("set", {1}, [1], ()),
@@ -156,6 +167,7 @@ CLEAN_CASES: list[tuple[str, object, object, tuple[str, ...]]] = [
         (),
     ),
     ("dict-nan", {"a": float("nan")}, {"a": None}, ()),
+    ("dict-nan-under-an-int-key", {1: float("nan"), 2: 2.5}, {"1": None, "2": 2.5}, ()),
     ("dict-nested", {"a": {"b": {"c": (1,)}}}, {"a": {"b": {"c": [1]}}}, ()),
 ]
 
@@ -181,6 +193,7 @@ KEY_CASES: list[tuple[str, dict[Any, Any], dict[str, Any], tuple[str, ...]]] = [
     ("enum", {Color.RED: 1, Size.LARGE: 2}, {"red": 1, "3": 2}, ()),
     ("uuid", {U: 1}, {str(U): 1}, ()),
     ("str-subclass", {Text("k"): 1}, {"k": 1}, ()),
+    ("float-values", {1: 1.5, 3: -0.0}, {"1": 1.5, "3": -0.0}, ()),
     ("none-dropped", {None: 1, "a": 2}, {"a": 2}, ("p: unsupported key type NoneType",)),
     ("tuple-dropped", {(1, 2): 1}, {}, ("p: unsupported key type tuple",)),
     ("object-dropped", {Opaque(): 1}, {}, ("p: unsupported key type Opaque",)),
@@ -233,6 +246,12 @@ def test_long_keys_are_cut_in_warning_paths() -> None:
     key = "k" * 1000
     _, warnings = clean({key: Opaque()}, "p")
     assert warnings == (f"p.{'k' * 40}...: unsupported type Opaque",)
+    _, warnings = clean({"k" * 40: Opaque()}, "p")
+    assert warnings == (f"p.{'k' * 40}: unsupported type Opaque",)
+
+
+def test_a_value_with_no_path_is_named_value_in_warnings() -> None:
+    assert clean(Opaque()) == (None, ("value: unsupported type Opaque",))
 
 
 def test_paths_name_nested_positions() -> None:
@@ -591,9 +610,17 @@ def test_a_subclass_that_cannot_be_read_is_dropped_with_a_warning() -> None:
         def items(self) -> Any:
             return [1, 2]
 
-    cleaned, warnings = clean({"a": Broken(), "b": NotPairs(), "c": 1}, "p")
+    class BrokenList(list[Any]):
+        def __iter__(self) -> Any:
+            raise RuntimeError("hunter2")
+
+    cleaned, warnings = clean({"a": Broken(), "b": NotPairs(), "c": 1, "d": BrokenList([1])}, "p")
     assert cleaned == {"c": 1}
-    assert warnings == ("p.a: Broken could not be read", "p.b: NotPairs could not be read")
+    assert warnings == (
+        "p.a: Broken could not be read",
+        "p.b: NotPairs could not be read",
+        "p.d: BrokenList could not be read",
+    )
 
 
 def test_a_subclass_that_never_ends_is_read_only_as_far_as_the_budget() -> None:
@@ -614,3 +641,247 @@ def test_a_dict_subclass_holding_itself_is_a_circular_reference() -> None:
     cleaned, warnings = clean({"n": node}, "p")
     assert cleaned == {"n": {"a": 1}}
     assert warnings == ("p.n.self: circular reference",)
+
+
+def test_a_list_subclass_holding_itself_is_a_circular_reference() -> None:
+    class Ring(list[Any]):
+        pass
+
+    ring = Ring([1])
+    ring.append(ring)
+    cleaned, warnings = clean({"r": ring}, "p")
+    assert cleaned == {"r": [1]}
+    assert warnings == ("p.r[1]: circular reference",)
+
+
+def test_shared_and_nested_subclass_and_dataclass_values_are_kept_each_time() -> None:
+    # Each is marked as being cleaned only while it is: reached again later, or holding
+    # another of its kind, it is no circular reference.
+    from collections import namedtuple
+
+    pair = namedtuple("pair", "x y")
+    nested = pair(pair(1, 2), 3)
+
+    class Node(dict[str, Any]):
+        pass
+
+    node = Node(a=Node(b=1))
+    point = Point(1, Point(2))
+    cleaned, warnings = clean({"a": [nested, node, point], "b": [nested, node, point]}, "p")
+    once = [[[1, 2], 3], {"a": {"b": 1}}, {"x": 1, "y": {"x": 2, "y": None}}]
+    assert cleaned == {"a": once, "b": once}
+    assert warnings == ()
+
+
+class Pulls:
+    """An endless source of values that counts how many were taken from it (at most 10,000)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def values(self) -> Any:
+        for i in range(10_000):
+            self.taken += 1
+            yield i
+
+
+def test_a_dict_subclass_is_read_only_as_far_as_the_budget() -> None:
+    pulls = Pulls()
+
+    class EndlessItems(dict[str, Any]):
+        def items(self) -> Any:
+            return ((f"k{i}", i) for i in pulls.values())
+
+    budget = 50
+    with pytest.raises(MessageTooLarge):
+        clean(EndlessItems(), "p", budget=budget)
+    # One entry past what fits is enough to know it does not.
+    assert pulls.taken <= budget // DICT_ENTRY_BYTES + 1
+
+
+def test_a_list_subclass_is_read_only_as_far_as_the_budget() -> None:
+    pulls = Pulls()
+
+    class EndlessIter(list[Any]):
+        def __iter__(self) -> Any:
+            return pulls.values()
+
+    budget = 50
+    with pytest.raises(MessageTooLarge):
+        clean(EndlessIter(), "p", budget=budget)
+    assert pulls.taken <= budget // LIST_ITEM_BYTES + 1
+
+
+def test_subclasses_that_fit_the_budget_exactly_are_read_whole() -> None:
+    class Node(dict[str, Any]):
+        pass
+
+    class Row(list[Any]):
+        pass
+
+    budget = 50
+    mapping = Node({f"k{i}": i for i in range(budget // DICT_ENTRY_BYTES)})
+    assert clean(mapping, "p", budget=budget) == (dict(mapping), ())
+    row = Row(range(budget // LIST_ITEM_BYTES))
+    assert clean(row, "p", budget=budget) == (list(row), ())
+
+
+@pytest.mark.parametrize("container", [list, tuple, set, frozenset])
+def test_an_exact_container_too_big_is_charged_whole_without_reading_it(container: type[Any]) -> None:
+    # len() of an exact list, tuple or set is its size; only a subclass must be read to know it.
+    count = 100_000
+    with pytest.raises(MessageTooLarge) as info:
+        clean(container(range(count)), "p", budget=100)
+    assert info.value.size == LIST_ITEM_BYTES * count
+    assert info.value.limit == 100
+
+
+def test_a_date_that_cannot_be_formatted_is_dropped_with_a_warning() -> None:
+    class BadDate(date):
+        def isoformat(self) -> str:
+            raise RuntimeError("hunter2")
+
+    cleaned, warnings = clean({"a": BadDate(2020, 1, 2), "b": 1}, "p")
+    assert cleaned == {"b": 1}
+    assert warnings == ("p.a: BadDate could not be formatted",)
+
+
+# --- how deep values may nest, exactly ------------------------------------------------------------
+
+
+def in_lists(value: Any, levels: int) -> Any:
+    """``value`` inside ``levels`` single-item lists."""
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+class Holder(enum.Enum):
+    """An Enum whose value is a container that is not plain (its NaN must be rewritten)."""
+
+    PAIR = ("a", float("nan"))
+
+
+def deep_warning(levels: int) -> str:
+    return "p" + "[0]" * levels + f": nested deeper than {MAX_DEPTH} levels"
+
+
+# (value at level `levels` of lists, cleaned, whether it is kept). The outer list is level 0; a
+# container is a level, and so is an Enum or a dataclass (its value or fields are one level down).
+# A container of plain values is kept even at level MAX_DEPTH: it holds nothing deeper.
+DEPTH_CASES: list[tuple[str, Any, int, Any, bool]] = [
+    ("plain-list-at-max", [1, "a", None, 1.5], MAX_DEPTH, [1, "a", None, 1.5], True),
+    ("plain-dict-at-max", {"a": 1, "b": -0.0}, MAX_DEPTH, {"a": 1, "b": -0.0}, True),
+    ("list-with-nan-below-max", [float("nan")], MAX_DEPTH - 1, [None], True),
+    ("list-with-nan-at-max", [float("nan")], MAX_DEPTH, None, False),
+    ("enum-of-atom-below-max", Color.RED, MAX_DEPTH - 1, "red", True),
+    ("enum-of-atom-at-max", Color.RED, MAX_DEPTH, None, False),
+    ("enum-of-container-two-below-max", Holder.PAIR, MAX_DEPTH - 2, ["a", None], True),
+    ("enum-of-container-below-max", Holder.PAIR, MAX_DEPTH - 1, None, False),
+    ("plain-dataclass-below-max", Point(1, 2), MAX_DEPTH - 1, {"x": 1, "y": 2}, True),
+    ("plain-dataclass-at-max", Point(1, 2), MAX_DEPTH, None, False),
+    ("dataclass-with-nan-two-below-max", Point(1, float("nan")), MAX_DEPTH - 2, {"x": 1, "y": None}, True),
+    ("dataclass-with-nan-below-max", Point(1, float("nan")), MAX_DEPTH - 1, None, False),
+]
+
+
+@pytest.mark.parametrize(("value", "level", "expected", "kept"), [pytest.param(*c[1:], id=c[0]) for c in DEPTH_CASES])
+def test_the_depth_limit_is_exact(value: Any, level: int, expected: Any, kept: bool) -> None:
+    cleaned, warnings = clean(in_lists(value, level), "p")
+    if kept:
+        assert cleaned == in_lists(expected, level)
+        assert warnings == ()
+    else:
+        assert cleaned == in_lists([], level - 1)
+        assert warnings == (deep_warning(level),)
+
+
+@pytest.mark.parametrize("field", [clean_field, clean_field_in_python])
+@pytest.mark.parametrize("leaf", [[1, "a"], {"a": 1.5}], ids=["list", "dict"])
+def test_a_dict_argument_keeps_the_same_depth_on_both_paths(field: Any, leaf: Any) -> None:
+    # The argument is level 0: a plain leaf at level MAX_DEPTH is kept, one level deeper it is not.
+    # The date makes the Python path build the returned form in a second walk, with the same limit.
+    when = date(2020, 1, 2)
+    warnings: list[str] = []
+    wire, returned, _ = field({"when": when, "x": in_lists(leaf, MAX_DEPTH - 1)}, "p", warnings, MAX_MESSAGE_BYTES)
+    assert wire == {"when": "2020-01-02", "x": in_lists(leaf, MAX_DEPTH - 1)}
+    assert returned == {"when": when, "x": in_lists(leaf, MAX_DEPTH - 1)}
+    assert warnings == []
+    wire, returned, _ = field({"when": when, "x": in_lists(leaf, MAX_DEPTH)}, "p", warnings, MAX_MESSAGE_BYTES)
+    assert wire == {"when": "2020-01-02", "x": in_lists([], MAX_DEPTH - 2)}
+    assert returned == {"when": when, "x": in_lists([], MAX_DEPTH - 2)}
+    assert warnings == ["p.x" + "[0]" * (MAX_DEPTH - 1) + f": nested deeper than {MAX_DEPTH} levels"]
+
+
+# --- a dict argument's two forms --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", [clean_field, clean_field_in_python])
+def test_the_two_forms_are_one_object_unless_they_differ(field: Any) -> None:
+    wire, returned, _ = field({"a": [1, Opaque()], "b": float("nan")}, "p", [], MAX_MESSAGE_BYTES)
+    assert wire == {"a": [1], "b": None}
+    assert returned is wire
+
+
+@pytest.mark.parametrize("field", [clean_field, clean_field_in_python])
+def test_an_integral_decimal_is_an_int_on_the_wire_and_a_float_in_the_returned_form(field: Any) -> None:
+    wire, returned, _ = field({"d": Decimal("3"), "e": Decimal("1.5")}, "p", [], MAX_MESSAGE_BYTES)
+    assert wire == {"d": 3, "e": 1.5}
+    assert type(wire["d"]) is int
+    assert returned == {"d": 3.0, "e": 1.5}
+    assert type(returned["d"]) is float
+
+
+@pytest.mark.parametrize("field", [clean_field, clean_field_in_python])
+def test_a_dict_argument_that_cannot_be_read_is_an_empty_dict(field: Any) -> None:
+    class Broken(dict[str, Any]):
+        def items(self) -> Any:
+            raise RuntimeError("hunter2")
+
+    warnings: list[str] = []
+    wire, returned, left = field(Broken(a=1), "traits", warnings, 1000)
+    assert (wire, returned, left) == ({}, {}, 1000)
+    assert warnings == ["traits: Broken could not be read"]
+
+
+def test_a_dict_argument_that_cannot_be_read_a_second_time_returns_an_empty_dict() -> None:
+    # The returned form is a second walk: a value that fails it shows nothing, never a marker.
+    class Once(dict[str, Any]):
+        reads = 0
+
+        def items(self) -> Any:
+            self.reads += 1
+            if self.reads > 1:
+                raise RuntimeError("hunter2")
+            return [("when", date(2020, 1, 2))]
+
+    wire, returned, _ = clean_field_in_python(Once(), "p", [], MAX_MESSAGE_BYTES)
+    assert wire == {"when": "2020-01-02"}
+    assert returned == {}
+
+
+def test_the_budget_error_names_the_whole_message_limit() -> None:
+    # clean_field's budget is what is left of the message's; the error is about the message.
+    with pytest.raises(MessageTooLarge) as info:
+        clean_field_in_python({"a": [0] * 100}, "p", [], 50)
+    assert info.value.limit == MAX_MESSAGE_BYTES
+    assert info.value.size == MAX_MESSAGE_BYTES - 50 + DICT_ENTRY_BYTES + 100 * LIST_ITEM_BYTES
+
+
+def test_the_returned_form_keeps_to_the_same_budget_even_if_a_value_grows() -> None:
+    # A subclass may iterate differently each time; the second walk is bounded all the same.
+    pulls = Pulls()
+
+    class Growing(list[Any]):
+        iterations = 0
+
+        def __iter__(self) -> Any:
+            self.iterations += 1
+            if self.iterations == 1:
+                return iter([date(2020, 1, 2)])
+            return itertools.chain([date(2020, 1, 2)], pulls.values())
+
+    with pytest.raises(MessageTooLarge) as info:
+        clean_field_in_python({"g": Growing()}, "p", [], 100)
+    assert info.value.limit == MAX_MESSAGE_BYTES
+    assert pulls.taken < 100

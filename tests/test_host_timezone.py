@@ -44,6 +44,7 @@ timestamps = [
     local_now + timedelta(hours=3),
     datetime(2001, 2, 3, 4, 5, 6),
     datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=9))),
+    datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(seconds=561))),  # sent as UTC, never as local time
 ]
 out = []
 for timestamp in timestamps:
@@ -95,6 +96,7 @@ def test_the_same_offset_gives_the_same_bytes_under_every_zone() -> None:
     # The offset passed in was used: local now is read as -05:00, an old naive time as UTC.
     assert '"timestamp":"2026-09-21T09:13:20.123-05:00"' in built[1]
     assert '"timestamp":"2001-02-03T04:05:06.000+00:00"' in built[5]
+    assert '"timestamp":"2001-02-03T03:55:45.000+00:00"' in built[7]
 
 
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata"])

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
+import time
+import traceback
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -493,6 +496,17 @@ def test_an_instant_the_host_cannot_place_is_read_as_utc(error: type[Exception])
     assert built.message["timestamp"] == WALL_TEXT
 
 
+def test_a_local_timestamp_at_an_instant_the_host_cannot_place_is_read_as_utc() -> None:
+    def offset(instant: float) -> float:
+        if instant > WALL + 3_600:
+            raise OverflowError("out of range")
+        return IST_SECONDS
+
+    later = datetime(1970, 1, 1) + timedelta(seconds=WALL + IST_SECONDS + 7_200)
+    built = build("identify", user_id="u", timestamp=later, local_utc_offset=offset)
+    assert built.message["timestamp"] == later.isoformat(timespec="milliseconds") + "+00:00"
+
+
 @pytest.mark.parametrize("wrong", [86_400, -86_400, 1e12])
 def test_an_offset_source_that_gives_no_offset_is_a_bug_not_a_guess(wrong: float) -> None:
     naive_now = datetime(1970, 1, 1) + timedelta(seconds=WALL)
@@ -530,6 +544,7 @@ def test_a_broken_tzinfo_is_a_validation_error() -> None:
     with pytest.raises(ValidationError) as info:
         build("identify", user_id="u", timestamp=datetime(2020, 1, 2, tzinfo=Broken()))
     assert info.value.field == "timestamp"
+    assert str(info.value) == "timestamp must be a datetime whose tzinfo works, got datetime"
 
 
 def test_the_context_is_copied_cleaned_and_gains_the_library() -> None:
@@ -667,6 +682,9 @@ def test_warnings_are_capped() -> None:
     built = build("track", user_id="u", event="E", properties={"many": [Opaque() for _ in range(100)]})
     assert len(built.dropped) == MAX_DROPPED_WARNINGS + 1
     assert built.dropped[-1] == f"... and {100 - MAX_DROPPED_WARNINGS} more values dropped"
+    at_cap = [Opaque() for _ in range(MAX_DROPPED_WARNINGS)]
+    built = build("track", user_id="u", event="E", properties={"many": at_cap})
+    assert built.dropped == tuple(f"properties.many[{i}]: unsupported type Opaque" for i in range(MAX_DROPPED_WARNINGS))
 
 
 def _padded(pad: int) -> Callable[[], BuiltMessage]:
@@ -783,6 +801,18 @@ def test_build_from_struct_refuses_other_values() -> None:
     with pytest.raises(ValidationError) as info:
         build_from_struct({"type": "track"}, wall=WALL, new_message_id=new_id)  # type: ignore[arg-type]
     assert info.value.field == "message"
+    assert str(info.value) == "message must be a Track, Identify, Group, Alias, Page or Screen, got dict"
+
+
+def test_a_struct_reads_a_naive_timestamp_with_the_offset_given() -> None:
+    local_now = datetime(1970, 1, 1) + timedelta(seconds=WALL + IST_SECONDS)
+    built = build_from_struct(
+        Identify(user_id="u", timestamp=local_now),
+        wall=WALL,
+        new_message_id=new_id,
+        local_utc_offset=lambda wall: IST_SECONDS,
+    )
+    assert built.message["timestamp"] == local_now.isoformat(timespec="milliseconds") + "+05:30"
 
 
 def test_a_struct_subclass_builds_as_its_base() -> None:
@@ -907,3 +937,186 @@ def test_dict_subclasses_are_cleaned_through_items_never_raising_from_the_encode
     shown = {"shown": 1, "when": date(2020, 1, 2)}
     assert built.message["properties"] == (shown if where == "top" else {"d": shown})
     assert built.dropped == ()
+
+
+# --- what each refusal says, in full ---------------------------------------------------------------
+
+ID = "a non-empty string, a number or a UUID"
+FAR_FUTURE_WEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(seconds=-61)))
+
+ERRORS: list[tuple[str, Any, dict[str, Any], str]] = [
+    # id, type, arguments, str(ValidationError): the field, what it must be, the type it got (never the value)
+    ("type", "bogus", {"user_id": "u"}, "type must be one of track, identify, group, alias, page, screen, got str"),
+    ("no-ids", "track", {"event": "E"}, f"user_id or anonymous_id must be {ID}, got NoneType"),
+    ("bool-id", "track", {"user_id": True, "event": "E"}, f"user_id must be {ID} (not a bool), got bool"),
+    (
+        "nan-id",
+        "track",
+        {"anonymous_id": float("nan"), "event": "E"},
+        "anonymous_id must be a finite number, got float",
+    ),
+    (
+        "infinite-decimal-id",
+        "group",
+        {"user_id": "u", "group_id": Decimal("Infinity")},
+        "group_id must be a finite number, got Decimal",
+    ),
+    (
+        "unprintable-int-id",
+        "track",
+        {"user_id": 10**5000, "event": "E"},
+        f"user_id must be {ID} of printable size, got int",
+    ),
+    ("list-id", "identify", {"user_id": "u", "message_id": ["m"]}, f"message_id must be {ID}, got list"),
+    ("empty-group-id", "group", {"user_id": "u", "group_id": ""}, f"group_id must be {ID}, got str"),
+    ("no-previous-id", "alias", {"user_id": "u"}, f"previous_id must be {ID}, got NoneType"),
+    ("alias-no-user-id", "alias", {"previous_id": "p", "anonymous_id": "a"}, f"user_id must be {ID}, got NoneType"),
+    ("empty-previous-id", "alias", {"user_id": "u", "previous_id": ""}, f"previous_id must be {ID}, got str"),
+    ("alias-empty-user-id", "alias", {"previous_id": "p", "user_id": ""}, f"user_id must be {ID}, got str"),
+    ("event", "track", {"user_id": "u", "event": 5}, "event must be a string, got int"),
+    ("properties", "page", {"user_id": "u", "properties": [1]}, "properties must be a dict, got list"),
+    ("name", "screen", {"user_id": "u", "name": ["N"]}, "name must be a string, got list"),
+    ("category", "page", {"user_id": "u", "category": 5}, "category must be a string, got int"),
+    ("timestamp", "identify", {"user_id": "u", "timestamp": "2020"}, "timestamp must be a datetime, got str"),
+    (
+        "timestamp-beyond-utc",
+        "identify",
+        {"user_id": "u", "timestamp": FAR_FUTURE_WEST},
+        "timestamp must be a datetime that can be expressed in UTC, got datetime",
+    ),
+    (
+        "lone-surrogate",
+        "track",
+        {"user_id": "u", "event": "x\ud800"},
+        "event must be valid Unicode text (no lone surrogates), got str",
+    ),
+]
+
+
+@pytest.mark.parametrize(("type_", "kwargs", "text"), [pytest.param(*row[1:], id=row[0]) for row in ERRORS])
+def test_what_a_refusal_says(type_: Any, kwargs: dict[str, Any], text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        build(type_, **kwargs)
+    assert str(info.value) == text
+
+
+OWN_FIELDS = {
+    "track": {"event", "properties"},
+    "identify": {"traits"},
+    "group": {"group_id", "traits"},
+    "alias": {"previous_id"},
+    "page": {"name", "category", "properties"},
+    "screen": {"name", "category", "properties"},
+}
+REQUIRED = {"track": {"event": "E"}, "group": {"group_id": "g"}, "alias": {"previous_id": "p"}}
+PER_TYPE_FIELDS = ("event", "properties", "traits", "group_id", "previous_id", "name", "category")
+
+
+@pytest.mark.parametrize(
+    ("type_", "field"), [(t, f) for t, own in OWN_FIELDS.items() for f in PER_TYPE_FIELDS if f not in own]
+)
+@pytest.mark.parametrize("value", ["x", 0], ids=["given", "falsy"])
+def test_each_field_of_another_type_is_refused_alone(type_: str, field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        build(type_, user_id="u", **REQUIRED.get(type_, {}), **{field: value})
+    kind = type(value).__name__
+    assert str(info.value) == f"{field} must be None for a {type_} message (not one of its fields), got {kind}"
+
+
+class Count(int):
+    pass
+
+
+class Ratio(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("given", "returned"),
+    [("g", "g"), (7, 7), (Count(7), 7), (1.5, 1.5), (Ratio(2.5), 2.5), (Decimal("12"), 12.0), (U, str(U))],
+    ids=repr,
+)
+def test_a_group_or_previous_id_is_returned_as_2_4_returns_it(given: object, returned: object) -> None:
+    group = build("group", user_id="u", group_id=given).message["groupId"]
+    previous = build("alias", user_id="u", previous_id=given).message["previousId"]
+    assert group == previous == returned
+    assert type(group) is type(previous) is type(returned)
+
+
+def test_a_caller_short_of_stack_gets_a_validation_error() -> None:
+    # The cleaner recurses per level; if the caller has little stack left, that is a bad argument, not a crash.
+    value: Any = {"leaf": Opaque()}
+    for _ in range(60):
+        value = {"d": value}
+    depth = len(traceback.extract_stack())
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 60)
+    try:
+        with pytest.raises(ValidationError) as info:
+            build("track", user_id="u", event="E", properties=value)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert str(info.value) == "properties must be a dict nested at most 64 levels, got dict"
+
+
+# segment-analytics-python 2.4's returned message: its keys, in its order.
+RETURNED_KEYS = {
+    "track": [
+        "integrations",
+        "anonymousId",
+        "properties",
+        "timestamp",
+        "context",
+        "userId",
+        "type",
+        "event",
+        "messageId",
+    ],
+    "identify": ["integrations", "anonymousId", "timestamp", "context", "type", "userId", "traits", "messageId"],
+    "group": [
+        "integrations",
+        "anonymousId",
+        "timestamp",
+        "groupId",
+        "context",
+        "userId",
+        "traits",
+        "type",
+        "messageId",
+    ],
+    "alias": ["integrations", "previousId", "timestamp", "context", "userId", "type", "messageId", "anonymousId"],
+    "page": [
+        "integrations",
+        "anonymousId",
+        "properties",
+        "timestamp",
+        "category",
+        "context",
+        "userId",
+        "type",
+        "name",
+        "messageId",
+    ],
+}
+RETURNED_KEYS["screen"] = RETURNED_KEYS["page"]
+
+
+@pytest.mark.parametrize("type_", list(RETURNED_KEYS))
+def test_the_returned_message_has_2_4s_keys_in_its_order(type_: str) -> None:
+    kwargs = {"user_id": "u", "anonymous_id": "a", **REQUIRED.get(type_, {})}
+    returned = build(type_, **kwargs).message
+    assert list(returned) == RETURNED_KEYS[type_]
+    assert (returned["userId"], returned["anonymousId"], returned["type"]) == ("u", "a", type_)
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="TZ in the environment needs time.tzset (POSIX)")
+def test_an_offset_with_seconds_is_sent_as_utc_whatever_the_host_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never the host's local time: the core reads no zone (here in-process, for the mutation run to see it).
+    given = datetime(2020, 1, 2, 0, 9, 21, tzinfo=timezone(timedelta(seconds=561)))
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert build("identify", user_id="u", timestamp=given).message["timestamp"] == "2020-01-02T00:00:00.000+00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

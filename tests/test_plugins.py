@@ -16,7 +16,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segment_core import ConfigurationError, EngineConfig, MessageTooLarge, call_context
+from segment_core import BuiltMessage, CallMethods, ConfigurationError, EngineConfig, MessageTooLarge, call_context
 from segment_core.plugins import Sampling
 from segment_core.testing import Simulator
 
@@ -49,7 +49,9 @@ def test_a_before_plugin_changes_what_is_sent_and_what_is_returned() -> None:
 def test_a_dropped_message_returns_false_and_is_counted_not_failed() -> None:
     sim = simulator()
     sim.client.add_plugin(lambda message: None if message["event"] == "Noise" else message)
-    assert sim.client.track("user-1", "Noise")[0] is False
+    queued, returned = sim.client.track("user-1", "Noise")
+    assert queued is False
+    assert (returned["event"], returned["userId"]) == ("Noise", "user-1"), "the call still returns its message"
     assert sim.client.track("user-1", "Signal")[0] is True
     assert [message["event"] for message in delivered(sim)] == ["Signal"]
     stats = sim.engine.stats()
@@ -247,3 +249,28 @@ def test_call_context_is_per_thread_and_per_task() -> None:
 
     trio.run(trio_main)
     assert results == {"x": "x", "y": "y"}
+
+
+def test_a_client_that_does_not_count_drops_returns_false_and_the_message() -> None:
+    # CallMethods' own _dropped, for a client built on it that keeps no counters.
+    class Minimal(CallMethods):
+        def __init__(self) -> None:
+            self.submitted: list[BuiltMessage] = []
+            self._new_message_id = lambda: "m"
+
+        def _wall(self) -> float:
+            return 1_790_000_000.0
+
+        def _local_utc_offset(self, wall: float) -> float:
+            return 0.0
+
+        def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
+            self.submitted.append(built)
+            return True, built.message
+
+    client = Minimal()
+    client.add_plugin(lambda message: None)
+    queued, returned = client.track("user-1", "Noise")
+    assert queued is False
+    assert (returned["event"], returned["messageId"]) == ("Noise", "m")
+    assert client.submitted == []

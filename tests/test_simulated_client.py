@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import random
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from segment_core import EngineConfig, RetriesExhausted, ValidationError
-from segment_core.testing import Drop, Reply, ScriptedServer, SimulatedClient, Simulator, rate_limited
+from segment_core import EngineConfig, RetriesExhausted, ValidationError, build_message
+from segment_core.testing import Drop, Reply, ScriptedServer, SimulatedClient, Simulator, VirtualClock, rate_limited
 from segment_runtimes.threaded import Client
 
 
@@ -80,3 +81,46 @@ def test_engine_takes_typed_messages() -> None:
     with pytest.raises(MessageTooLarge):
         engine.enqueue_message(Track(user_id="u", event="Big", properties={"x": "y" * 40_000}), now=0.0, wall=1e9)
     assert engine.last_seq == 0
+
+
+# Each call's arguments in segment-analytics-python 2.4's order, a distinct value for each.
+CALL_ARGS: dict[str, tuple[object, ...]] = {
+    "identify": ("u", {"t": 1}, {"c": 1}, None, "a", {"i": True}, "m"),
+    "track": ("u", "E", {"p": 1}, {"c": 1}, None, "a", {"i": True}, "m"),
+    "alias": ("prev", "u", {"c": 1}, None, {"i": True}, "m"),
+    "group": ("u", "g", {"t": 1}, {"c": 1}, None, "a", {"i": True}, "m"),
+    "page": ("u", "cat", "n", {"p": 1}, {"c": 1}, None, "a", {"i": True}, "m"),
+    "screen": ("u", "cat", "n", {"p": 1}, {"c": 1}, None, "a", {"i": True}, "m"),
+}
+WALL = 1_790_000_000.123
+OFFSET = -5 * 3600
+
+
+@pytest.mark.parametrize("kind", list(CALL_ARGS))
+@pytest.mark.parametrize(
+    "timestamp",
+    [None, datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc), datetime(1970, 1, 1) + timedelta(seconds=WALL + OFFSET)],
+    ids=["none", "aware", "naive-local-now"],
+)
+def test_each_call_passes_every_argument_to_the_message(kind: str, timestamp: datetime | None) -> None:
+    names = list(inspect.signature(getattr(SimulatedClient, kind)).parameters)[1:]
+    args = tuple(
+        timestamp if name == "timestamp" else value for name, value in zip(names, CALL_ARGS[kind], strict=True)
+    )
+    sim = Simulator(EngineConfig(write_key="test"), clock=VirtualClock(wall=WALL, utc_offset=OFFSET), seed=1)
+    queued, returned = getattr(sim.client, kind)(*args)
+    # The same arguments by name, built directly with the same clock and the host's offset.
+    expected = build_message(
+        kind,
+        wall=WALL,
+        new_message_id=lambda: "unused",
+        local_utc_offset=lambda t: OFFSET,
+        **dict(zip(names, args, strict=True)),
+    )
+    assert queued
+    assert returned == expected.message
+    assert returned["messageId"] == "m"
+    if timestamp is not None and timestamp.tzinfo is None:
+        assert returned["timestamp"].endswith("-05:00"), "a naive local time is read with the host's offset"
+    assert sim.client.flush()
+    assert [m["messageId"] for m in sim.delivered_messages()] == ["m"]

@@ -287,12 +287,15 @@ def test_a_short_draw_is_used_up_to_its_last_whole_id(make: Any) -> None:
     source = random.Random(3)
     new_id = make(lambda n: source.randbytes(40))  # two ids, then 8 bytes left over
     assert [new_id() for _ in range(5)] == expected_ids(3, 5, 40)
+    source = random.Random(4)
+    new_id = make(lambda n: source.randbytes(16))  # exactly one id a draw
+    assert [new_id() for _ in range(3)] == expected_ids(4, 3, 16)
 
 
 @pytest.mark.parametrize("make", MAKERS)
 def test_message_ids_refuse_what_is_not_random_bytes(make: Any) -> None:
     for wrong in (b"", b"x" * 15, bytearray(4096), "x" * 4096):
-        with pytest.raises(TypeError, match="at least 16 bytes"):
+        with pytest.raises(TypeError, match=r"^random_bytes\(n\) must return at least 16 bytes$"):
             make(lambda n, wrong=wrong: wrong)()
 
     def broken(n: int) -> bytes:
