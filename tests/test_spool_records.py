@@ -28,6 +28,7 @@ from segment_core.spool import (
     RECORD_HEADER_SIZE,
     SETTLED,
     SETTLED_FLAG_OFFSET,
+    SETTLEMENT_MARK,
     UNSETTLED,
     DamageKind,
     RecordDamage,
@@ -37,6 +38,7 @@ from segment_core.spool import (
     encode_record,
     encode_settlement,
     pending_records,
+    records_end,
     scan_records,
 )
 
@@ -486,3 +488,101 @@ def test_settlement_records_settle_exactly_the_records_they_name(
         assert [record.offset for record in pending] == offsets
         assert count == 0
         assert damage
+
+
+def test_a_file_without_a_header_yields_the_records_it_starts_with() -> None:
+    # A header lost whole (or never written): the records from byte 0 on are still read.
+    first, second = encode_record(b"one"), encode_record(b"two")
+    found, damages = scan(first + second)
+    assert [(record.offset, record.data) for record in found] == [(0, b"one"), (len(first), b"two")]
+    assert damages == [RecordDamage(offset=0, length=0, kind=DamageKind.BAD_HEADER)]
+
+
+@pytest.mark.parametrize("stray", [b"x", b"\xff", b"\xffS"])
+def test_a_record_right_after_a_stray_byte_is_found(stray: bytes) -> None:
+    # The resync looks for the next record at the very next byte, with or without a header.
+    record = encode_record(b"kept")
+    found, damages = scan(stray + record)
+    assert found == [ScannedRecord(offset=len(stray), data=b"kept", settled=False)]
+    assert damages == [RecordDamage(offset=0, length=len(stray), kind=DamageKind.BAD_HEADER)]
+    found, damages = scan(FILE_HEADER + stray + record)
+    assert found == [ScannedRecord(offset=FILE_HEADER_SIZE + len(stray), data=b"kept", settled=False)]
+    assert damages == [RecordDamage(offset=FILE_HEADER_SIZE, length=len(stray), kind=DamageKind.GARBAGE)]
+
+
+def test_consecutive_damaged_records_are_skipped_up_to_the_first_intact_one() -> None:
+    # The resync passes over every damaged candidate, and stops at the first intact record,
+    # not a later one.
+    def damaged(data: bytes) -> bytes:
+        return encode_record(data)[:-1] + b"?"  # checksum mismatch
+
+    bad = damaged(b"bad one") + damaged(b"bad two") + damaged(b"bad three")
+    good = encode_record(b"good one") + encode_record(b"good two")
+    found, damages = scan(FILE_HEADER + bad + good)
+    assert [(record.offset, record.data) for record in found] == [
+        (FILE_HEADER_SIZE + len(bad), b"good one"),
+        (FILE_HEADER_SIZE + len(bad) + RECORD_HEADER_SIZE + len(b"good one"), b"good two"),
+    ]
+    assert damages == [RecordDamage(offset=FILE_HEADER_SIZE, length=len(bad), kind=DamageKind.BAD_CHECKSUM)]
+
+
+def test_a_resync_never_reaches_back_into_the_record_before() -> None:
+    # A record whose data ends in the magic's first byte, followed by the rest of a well-formed
+    # record: those bytes, read from one byte back, are a record that overlaps the first one.
+    # Every byte belongs to one item, so they are damage, not a record.
+    first = encode_record(b"ends in \xff")
+    overlapping = encode_record(b"forged")
+    last = encode_record(b"last")
+    content = FILE_HEADER + first + overlapping[1:] + last
+    found, damages = scan(content)
+    assert [record.data for record in found] == [b"ends in \xff", b"last"]
+    assert damages == [
+        RecordDamage(offset=FILE_HEADER_SIZE + len(first), length=len(overlapping) - 1, kind=DamageKind.GARBAGE)
+    ]
+    check_every_byte_accounted_for(content)
+
+
+def test_a_record_of_the_largest_length_is_read() -> None:
+    data = bytes(range(256)) * (MAX_RECORD_DATA // 256)
+    found, damages = scan(FILE_HEADER + encode_record(data))
+    assert [record.data for record in found] == [data]
+    assert damages == []
+
+
+def test_a_short_header_holding_the_magic_is_not_a_version() -> None:
+    # Seven bytes: the magic and one more. Too short to hold a version and its complement,
+    # even when that byte would pass for one against a padding byte.
+    for last in (0x00, 0x20, 0xDF, 0xFF, FILE_HEADER[6]):
+        content = FILE_HEADER[:6] + bytes([last])
+        kind = DamageKind.TRUNCATED if content == FILE_HEADER[:7] else DamageKind.BAD_HEADER
+        assert scan(content) == ([], [RecordDamage(offset=0, length=7, kind=kind)]), last
+
+
+@pytest.mark.parametrize("tail", [1, 2, 3])
+def test_a_settlement_with_a_partial_offset_ignores_the_partial_bytes(tail: int) -> None:
+    # Only a forged or foreign settlement has a body that is not whole offsets: its whole
+    # offsets settle their records; the rest is ignored, not an error.
+    first = FILE_HEADER_SIZE
+    second = first + RECORD_HEADER_SIZE + 3
+    content = FILE_HEADER + encode_record(b"one") + encode_record(b"two")
+    body = SETTLEMENT_MARK + struct.pack("<I", second) + bytes([first]) * tail
+    pending, damage, count = pending_records(content + encode_record(body, settled=True))
+    assert [record.offset for record in pending] == [first]
+    assert (damage, count) == ([], 1)
+
+
+def test_records_end_follows_the_last_record_or_damage() -> None:
+    content, originals = build_file([(b"one", False), (b"two", True)])
+    assert records_end(content) == len(content) == originals[-1].end
+    assert records_end(content + bytes(100)) == len(content)  # reserved space is not counted
+    garbage = b"not a record"
+    assert records_end(content + garbage) == len(content) + len(garbage)
+    torn = encode_record(b"three")[:-2]
+    assert records_end(content + torn) == len(content) + len(torn)
+    flagged = bytearray(content)
+    flagged[originals[-1].start + SETTLED_FLAG_OFFSET] = 0x42  # BAD_FLAG: its record still ends the file
+    assert records_end(bytes(flagged)) == len(content)
+    assert records_end(b"") == 0
+    assert records_end(FILE_HEADER) == FILE_HEADER_SIZE
+    assert records_end(FILE_HEADER + bytes(20)) == FILE_HEADER_SIZE
+    assert records_end(FILE_HEADER[:5]) == 5
