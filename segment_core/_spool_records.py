@@ -32,7 +32,8 @@ next ``RECORD_MAGIC`` one byte further on, verifies it, and reports the bytes
 it skipped as one ``RecordDamage``. Hence:
 
 - Every byte after the header belongs to exactly one yielded record or one
-  reported damage, in file order, except an all-zero tail after the last one.
+  reported damage, in file order, except an all-zero tail after the last one
+  (a damaged stretch with no record after it ends where that tail begins).
 - A record whose bytes are unchanged (its flag aside) is yielded at its
   offset, whatever damage precedes or follows it: a resync never jumps past
   the next magic, so damage cannot swallow it (unless a forged well-formed
@@ -93,6 +94,7 @@ __all__ = [
     "encode_record",
     "encode_settlement",
     "pending_records",
+    "record_in_progress",
     "records_end",
     "scan_records",
 ]
@@ -238,6 +240,30 @@ def records_end(content: bytes) -> int:
     return end
 
 
+def record_in_progress(content: bytes, offset: int) -> bool:
+    """Whether a damaged stretch at ``offset``, the last thing in the file, is a record still being written.
+
+    A writer copies a record front to back, into zeros it reserved or at the
+    end of the file. So the record is unfinished if its written bytes (up to
+    the last non-zero one) stop inside its header, or, with its length intact
+    (it passes its check), before the data it declares. A whole record that
+    fails its checks is damage. (A message's JSON never ends in a zero byte;
+    a damaged settlement record whose offsets end in zeros may read as
+    unfinished.)
+
+    Args:
+        content: the file's bytes, as read while its writer is alive.
+        offset: where the damaged stretch starts.
+    """
+    written = len(content.rstrip(b"\x00"))
+    header_end = offset + RECORD_HEADER_SIZE
+    if written < header_end:
+        return offset < written and content.startswith(RECORD_MAGIC[: written - offset], offset)
+    _, _, length, length_check, _ = _RECORD_HEADER.unpack_from(content, offset)
+    declared_end: int = header_end + length
+    return zlib.crc32(_LENGTH.pack(length)) == length_check and written < declared_end
+
+
 def _verify(content: bytes, offset: int) -> tuple[int, DamageKind | None]:
     """Check the record at ``offset``: (its end, None) when well-formed, else (0, why not)."""
     size = len(content)
@@ -309,7 +335,9 @@ def scan_records(content: bytes) -> Iterator[ScannedRecord | RecordDamage]:
             position = end
             continue
         resume = _resync(content, position + 1)
-        yield RecordDamage(offset=position, length=resume - position, kind=problem)
+        # Damage with no record after it ends where the unused zeros begin.
+        end = resume if resume < size else unused_from
+        yield RecordDamage(offset=position, length=end - position, kind=problem)
         position = resume
 
 

@@ -23,6 +23,7 @@ from ._spool_records import (
     encode_record,
     encode_settlement,
     pending_records,
+    record_in_progress,
     records_end,
     scan_records,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "encode_record",
     "encode_settlement",
     "pending_records",
+    "record_in_progress",
     "records_end",
     "scan_records",
 ]

@@ -11,8 +11,12 @@ at a time: appending a record is a copy into the page cache, with no system
 call and without releasing the GIL, and it survives the death of the process
 (SIGKILL included) as a ``write`` would. Reserving first means a full disk is
 a refusal (ENOSPC) when the reserve grows, never a SIGBUS when a page is
-touched. Where space cannot be reserved or files mapped, records are
-appended with ``os.pwrite``. A file that stops being written (rotated at
+touched; that needs a file system whose write faults allocate nothing over
+reserved space (``MAPPED_FILE_SYSTEMS``: ext4, xfs, tmpfs, on Linux).
+Elsewhere, or where space cannot be reserved or files mapped, records are
+appended with ``os.pwrite``. The copy keeps the GIL even when it faults a
+page in (a page's first write, and its first write after each fsync): rare
+and short, but every thread of the process waits for it. A file that stops being written (rotated at
 ``segment_bytes``, or the spool closed) is unmapped and cut to its records; a
 process killed first leaves zeros after them, which the scan reads as unused
 space (an adopter appends its settlements over them). Acknowledging a batch
@@ -51,6 +55,7 @@ import logging
 import mmap
 import os
 import secrets
+import sys
 import threading
 import time
 import weakref
@@ -78,6 +83,7 @@ from segment_core.spool import (
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "FSYNC_POLICIES",
+    "MAPPED_FILE_SYSTEMS",
     "RESERVE_STEP",
     "SPOOL_SUFFIX",
     "SYNC_INTERVAL",
@@ -104,8 +110,10 @@ _SETTLED_BYTE: Final = bytes([SETTLED])
 _DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # posix_fallocate's answers from a file system that cannot reserve space: such files are pwritten.
 _CANNOT_RESERVE_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS})
-# Mapping a file is safe only over reserved space (a page past it faults with SIGBUS on a full disk).
-_CAN_RESERVE: Final = hasattr(os, "posix_fallocate")
+# Where a write through a map over space posix_fallocate reserved allocates nothing, so cannot
+# fail (a failing write fault is a SIGBUS, which would take the host process down). Not btrfs
+# (copy-on-write: a fault reserves space again), NFS or FUSE (glibc emulates the reservation).
+MAPPED_FILE_SYSTEMS: Final = frozenset({"ext4", "xfs", "tmpfs"})
 # A temporary file this old (seconds) whose lock is free was left by a process that died creating it.
 _ABANDONED_AFTER: Final = 60.0
 
@@ -133,8 +141,9 @@ class SpoolRefusal(msgspec.Struct, frozen=True, kw_only=True):
 class _SpoolFile:
     """An open spool file this process holds the lock of.
 
-    ``size`` is where its next record goes; ``capacity`` the bytes reserved for it
-    (mapped by ``mapped`` when it is the file being written), at least ``size``.
+    ``size`` is where its next record goes. ``capacity`` is the file's length
+    once space was reserved ahead (mapped by ``mapped`` while it is the file
+    being written); a file written with pwrite only is as long as ``size``.
     """
 
     __slots__ = ("capacity", "dirty", "fd", "mappable", "mapped", "name", "size")
@@ -182,6 +191,12 @@ class Spool:
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         _prepare_directory(self.directory)
+        # Linux only: elsewhere mmap.resize may be missing (no mremap) and file systems differ.
+        self.maps_files = (
+            sys.platform == "linux"
+            and hasattr(os, "posix_fallocate")
+            and file_system_type(self.directory) in MAPPED_FILE_SYSTEMS
+        )
         self._lock = threading.Lock()
         self._ledger = SpoolLedger()
         self._files: dict[str, _SpoolFile] = {}
@@ -445,7 +460,7 @@ class Spool:
             _unlink_quietly(temporary)
             _close_quietly(fd)
             raise
-        spool_file = _SpoolFile(name, fd, len(FILE_HEADER), mappable=_CAN_RESERVE)
+        spool_file = _SpoolFile(name, fd, len(FILE_HEADER), mappable=self.maps_files)
         self._files[name] = spool_file
         self._ledger.add_file(name, size=spool_file.size)
         self._directory_dirty = True
@@ -502,7 +517,9 @@ class Spool:
                 file system cannot reserve space or map the file, the file is
                 written with pwrite from then on instead.
         """
-        capacity = max(end, min(spool_file.capacity + RESERVE_STEP, self.segment_bytes, self.max_bytes))
+        # The reserve counts against max_bytes as records do, so the disk never holds more.
+        room = spool_file.size + self.max_bytes - self._ledger.bytes
+        capacity = max(end, min(spool_file.capacity + RESERVE_STEP, self.segment_bytes, room))
         try:
             os.posix_fallocate(spool_file.fd, spool_file.capacity, capacity - spool_file.capacity)
         except OSError as error:
@@ -517,7 +534,7 @@ class Spool:
                 spool_file.mapped = mmap.mmap(spool_file.fd, capacity)
             else:
                 spool_file.mapped.resize(capacity)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SystemError) as error:  # SystemError: a platform without mremap
             log.debug("spool: cannot map %s (%s); writing it with pwrite", self.directory / spool_file.name, error)
             _unmap(spool_file)
             spool_file.mappable = False
@@ -707,6 +724,26 @@ def _after_fork(reference: weakref.ref[Spool]) -> None:
     spool = reference()
     if spool is not None:
         spool.after_fork_in_child()
+
+
+def file_system_type(directory: str | os.PathLike[str]) -> str | None:
+    """The type of the file system that holds ``directory`` ("ext4", "tmpfs", ...), or None if unknown.
+
+    Read from Linux's /proc/self/mountinfo, by the directory's device number.
+    """
+    try:
+        device = os.stat(directory).st_dev
+        wanted = f"{os.major(device)}:{os.minor(device)}"
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                # "id parent major:minor root mount-point options [tags] - type source options"
+                head, separator, tail = line.partition(" - ")
+                fields = head.split()
+                if separator and len(fields) > 2 and fields[2] == wanted and tail.split():
+                    return tail.split()[0]
+    except OSError:
+        pass
+    return None
 
 
 def _unmap(spool_file: _SpoolFile) -> None:

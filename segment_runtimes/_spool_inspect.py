@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from segment_core.spool import RecordDamage, pending_records, records_end
+from segment_core.spool import RecordDamage, pending_records, record_in_progress, records_end
 
 from ._spool import SPOOL_SUFFIX
 
@@ -121,10 +121,8 @@ def _report_file(path: str, content: bytes, live: bool | None) -> SpoolFileRepor
         stamp = _timestamp_of(record.data)
         if stamp is not None and (oldest is None or _parse_timestamp(stamp) < _parse_timestamp(oldest)):
             oldest = stamp
-    if live and damaged and damaged[-1].offset + damaged[-1].length == len(content):
-        # The record its owner is writing right now: torn at the end of the file, or (in the
-        # space it reserved) followed by zeros that fail its checksum.
-        damaged.pop()
+    if live and damaged and record_in_progress(content, damaged[-1].offset):
+        damaged.pop()  # the record its owner is writing right now
     return SpoolFileReport(
         path=path,
         bytes=records_end(content),

@@ -605,6 +605,58 @@ def test_inspect_reports_pending_bytes_oldest_damage_and_liveness(tmp_path: Path
         assert [data for _, data in live.recover()] == [message(0), message(1)]
 
 
+@pytest.mark.parametrize("writer", ["mapped", "pwrite"])
+def test_inspect_of_a_live_file_reports_a_damaged_last_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    if writer == "pwrite":
+        monkeypatch.setattr(os, "posix_fallocate", cannot_reserve)
+    with Spool(tmp_path, max_bytes=1 << 20) as live:
+        refs = [append_ok(live, message(n)) for n in range(3)]
+        (path,) = spool_files(tmp_path)
+        fd = os.open(path, os.O_RDWR)
+        try:  # a bit flipped in the last record's data: it is whole, so this is damage
+            position = refs[-1].offset + RECORD_HEADER_SIZE + 3
+            os.pwrite(fd, bytes([os.pread(fd, 1, position)[0] ^ 0x04]), position)
+        finally:
+            os.close(fd)
+        report = inspect_spool(tmp_path)
+        assert report.damaged == 1
+        assert report.files[0].damaged[0].offset == refs[-1].offset
+        assert report.pending == 2
+
+
+def test_files_are_mapped_only_on_file_systems_whose_write_faults_cannot_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = spool_module.file_system_type(tmp_path)
+    assert kind  # the test machine's /tmp: ext4, as `df -T` says
+    with Spool(tmp_path / "mapped", max_bytes=1 << 20) as spool:
+        assert spool.maps_files is (kind in spool_module.MAPPED_FILE_SYSTEMS)
+    monkeypatch.setattr(spool_module, "MAPPED_FILE_SYSTEMS", frozenset({"btrfs"}))
+    with Spool(tmp_path / "other", max_bytes=1 << 20) as spool:
+        assert not spool.maps_files
+        append_ok(spool, message(0))
+        (path,) = spool_files(tmp_path / "other")
+        assert path.stat().st_size == len(FILE_HEADER) + RECORD_HEADER_SIZE + len(message(0))  # no reserve
+    assert recover_all(tmp_path / "other") == [message(0)]
+
+
+def test_the_file_system_type_comes_from_the_mount_table() -> None:
+    assert spool_module.file_system_type("/proc") == "proc"
+    assert spool_module.file_system_type("/no/such/directory") is None
+    if os.path.isdir("/dev/shm"):
+        assert spool_module.file_system_type("/dev/shm") == "tmpfs"
+
+
+def test_the_reserve_counts_against_the_bound(tmp_path: Path) -> None:
+    limit = 20_000
+    with Spool(tmp_path, max_bytes=limit) as spool:
+        append_ok(spool, message(0))
+        (path,) = spool_files(tmp_path)
+        assert path.stat().st_size <= limit
+
+
 @pytest.mark.parametrize("torn_at", [2, 12, 30])  # in the magic, the length, the data
 @pytest.mark.parametrize("writer", ["mapped", "pwrite"])
 def test_inspect_of_a_live_file_ignores_a_record_being_written(

@@ -38,6 +38,7 @@ from segment_core.spool import (
     encode_record,
     encode_settlement,
     pending_records,
+    record_in_progress,
     records_end,
     scan_records,
 )
@@ -236,7 +237,9 @@ def test_every_single_bit_flip_is_detected(records: list[tuple[bytes, bool]], da
             if field < RECORD_HEADER_SIZE - 4
             else DamageKind.BAD_CHECKSUM
         )
-        assert damages[0] == RecordDamage(offset=hit.start, length=hit.end - hit.start, kind=expected_kind)
+        # Damage with no record after it stops at its last non-zero byte (zeros after it are unused space).
+        end = hit.end if hit is not originals[-1] else len(bytes(damaged).rstrip(b"\x00"))
+        assert damages[0] == RecordDamage(offset=hit.start, length=end - hit.start, kind=expected_kind)
         assert [record.data for record in found] == [original.data for original in originals if original is not hit]
 
 
@@ -251,7 +254,8 @@ def test_a_torn_last_record_is_one_truncated_damage(records: list[tuple[bytes, b
     assert [record.data for record in found] == [original.data for original in originals[:-1]]
     assert len(damages) == 1
     assert damages[0].offset == last.start
-    assert damages[0].length == cut - last.start
+    # Up to the torn record's last non-zero byte: zeros after it read as unused space.
+    assert damages[0].length == len(content[:cut].rstrip(b"\x00")) - last.start
     assert damages[0].kind in (DamageKind.TRUNCATED, DamageKind.GARBAGE)  # GARBAGE: the magic itself was cut
 
 
@@ -266,7 +270,8 @@ def test_garbage_appended_is_one_damage_after_the_last_record(
     found, damages = scan(content + garbage)
 
     assert [record.data for record in found] == [original.data for original in originals]
-    assert damages == [RecordDamage(offset=len(content), length=len(garbage), kind=DamageKind.GARBAGE)]
+    length = len(garbage.rstrip(b"\x00"))  # zeros after the garbage read as unused space
+    assert damages == [RecordDamage(offset=len(content), length=length, kind=DamageKind.GARBAGE)]
 
 
 @given(record_lists, st.integers(min_value=0, max_value=5000), edits)
@@ -586,3 +591,27 @@ def test_records_end_follows_the_last_record_or_damage() -> None:
     assert records_end(FILE_HEADER) == FILE_HEADER_SIZE
     assert records_end(FILE_HEADER + bytes(20)) == FILE_HEADER_SIZE
     assert records_end(FILE_HEADER[:5]) == 5
+
+
+json_records = st.text(max_size=60).map(lambda text: json.dumps({"event": text}).encode())
+
+
+@given(st.lists(json_records, max_size=4), json_records, st.data(), st.integers(min_value=0, max_value=300))
+def test_a_record_cut_short_is_in_progress_and_a_whole_damaged_one_is_not(
+    before: list[bytes], last: bytes, data: st.DataObject, reserved: int
+) -> None:
+    content, originals = build_file([(record, False) for record in [*before, last]])
+    start = originals[-1].start
+    cut = data.draw(st.integers(min_value=start + 1, max_value=len(content) - 1))
+    # A writer copying the record: its first bytes are there, then zeros (reserved) or the end of the file.
+    partial = content[:cut] + bytes(reserved)
+    assert record_in_progress(partial, start)
+    assert not record_in_progress(content + bytes(reserved), start)  # whole and intact
+    # Whole, with a bit flipped in its length, its checksum or its data: damage, not a record being written.
+    position = data.draw(st.integers(min_value=start + SETTLED_FLAG_OFFSET + 1, max_value=len(content) - 1))
+    flipped = bytearray(content)
+    flipped[position] ^= 1 << data.draw(st.integers(min_value=0, max_value=7))
+    assert not record_in_progress(bytes(flipped) + bytes(reserved), start)
+    # Damage with records after it is never the record being written.
+    if len(originals) > 1:
+        assert not record_in_progress(content, originals[0].start)
