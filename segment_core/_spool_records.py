@@ -241,15 +241,16 @@ def records_end(content: bytes) -> int:
 
 
 def record_in_progress(content: bytes, offset: int) -> bool:
-    """Whether a damaged stretch at ``offset``, the last thing in the file, is a record still being written.
+    """Whether a damaged stretch at ``offset`` may be a record its live writer is copying in right now.
 
-    A writer copies a record front to back, into zeros it reserved or at the
-    end of the file. So the record is unfinished if its written bytes (up to
-    the last non-zero one) stop inside its header, or, with its length intact
-    (it passes its check), before the data it declares. A whole record that
-    fails its checks is damage. (A message's JSON never ends in a zero byte;
-    a damaged settlement record whose offsets end in zeros may read as
-    unfinished.)
+    A record being copied into reserved space is the last thing in the file,
+    and its parts appear in whatever order the copy stores them: what is not
+    written yet is still zero. So it is unfinished if its first bytes (the
+    record marker, which comes with the length and its check) are not there,
+    if it stops short of the data its intact length declares, or if that data
+    holds a zero byte, which a message's JSON never does. What is left is a
+    whole record, or one with a damaged length, that fails its checks: damage.
+    (A damaged settlement record, whose data holds zeros, reads as unfinished.)
 
     Args:
         content: the file's bytes, as read while its writer is alive.
@@ -257,11 +258,15 @@ def record_in_progress(content: bytes, offset: int) -> bool:
     """
     written = len(content.rstrip(b"\x00"))
     header_end = offset + RECORD_HEADER_SIZE
-    if written < header_end:
-        return offset < written and content.startswith(RECORD_MAGIC[: written - offset], offset)
+    if offset >= written:
+        return False
+    if written < header_end or content[offset : offset + len(RECORD_MAGIC)] != RECORD_MAGIC:
+        return True
     _, _, length, length_check, _ = _RECORD_HEADER.unpack_from(content, offset)
+    if zlib.crc32(_LENGTH.pack(length)) != length_check:
+        return False
     declared_end: int = header_end + length
-    return zlib.crc32(_LENGTH.pack(length)) == length_check and written < declared_end
+    return written < declared_end or content.find(b"\x00", header_end, declared_end) != -1
 
 
 def _verify(content: bytes, offset: int) -> tuple[int, DamageKind | None]:
