@@ -606,6 +606,7 @@ def test_a_record_cut_short_is_in_progress_and_a_whole_damaged_one_is_not(
     # A writer copying the record front to back: its first bytes, then zeros (reserved) or the end of the file.
     assert record_in_progress(content[:cut] + bytes(reserved), start)
     assert not record_in_progress(content + bytes(reserved), start)  # whole and intact
+    assert not record_in_progress(content + bytes(reserved), len(content))  # nothing written there
     # Whole, with a bit flipped in its length, its checksum or its data: damage, not a record being written
     # (unless the flip made a zero byte, which is what a byte not yet written looks like).
     position = data.draw(st.integers(min_value=start + SETTLED_FLAG_OFFSET + 1, max_value=len(content) - 1))
@@ -628,3 +629,9 @@ def test_a_record_copied_in_any_order_is_in_progress_until_whole(record: bytes, 
     for block in missing:
         torn[block : min(block + 16, original.end)] = bytes(min(16, original.end - block))
     assert record_in_progress(bytes(torn), original.start)
+
+
+def test_a_whole_record_with_no_data_is_not_in_progress() -> None:
+    content = FILE_HEADER + encode_record(b"")
+    assert not record_in_progress(content + bytes(100), FILE_HEADER_SIZE)
+    assert record_in_progress(content[:-1] + bytes(100), FILE_HEADER_SIZE)  # its header cut short
