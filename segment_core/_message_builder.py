@@ -224,8 +224,8 @@ def _utc_offset_at(local_utc_offset: LocalUtcOffset, instant: float) -> timedelt
 def _guess_zone(naive: datetime, wall: float, local_utc_offset: LocalUtcOffset | None) -> timezone:
     """The zone of a naive timestamp, as segment-analytics-python 2.4's ``utils.guess_timezone`` guesses it.
 
-    Local time if it is less than 5 s before the host's local "now" (or after it): it was
-    made with ``datetime.now()`` at the call. Otherwise UTC. Local now is ``wall`` at the
+    Local time if it is less than 5 s before the host's local "now" (or after it): the
+    caller took it from the local clock just before the call. Otherwise UTC. Local now is ``wall`` at the
     host's offset, which the runtime passes in (``local_utc_offset``); without it, local
     time is UTC. The offset of a local timestamp is the one in force at that time (it may
     differ from now's across a DST change), found as ``astimezone()`` finds it.
