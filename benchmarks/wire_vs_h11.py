@@ -1,7 +1,8 @@
 """The hand-written request writer and response parser against h11, paired: worker CPU per exchange.
 
-The client uses h11 (``segment_runtimes._transport.wire``); the hand-written code
-it replaced is kept in ``benchmarks/handwritten_wire.py`` as the baseline.
+The client's hand-written code (``segment_runtimes._transport.wire``) against
+h11 behind the same interface (``benchmarks/h11_wire.py``, the version the
+client used for a while).
 
     .venv/bin/python -m benchmarks.wire_vs_h11                  # about a minute
     .venv/bin/python -m benchmarks.wire_vs_h11 --instructions   # also counts instructions (valgrind, minutes)
@@ -42,7 +43,7 @@ from segment_core import Engine, EngineConfig, Request, build_message
 from segment_runtimes._transport.streams import SyncStream, connect_sync
 from segment_runtimes._transport.wire import CheckedHeaders, ParsedResponse, Wire
 
-from . import handwritten_wire
+from . import h11_wire
 from .workload import WRITE_KEY, make_calls
 
 __all__ = ["main"]
@@ -118,20 +119,13 @@ Exchange = Callable[[], ParsedResponse]
 
 def exchanger(impl: str, stream: SyncStream, request: Request, host: bytes) -> Exchange:
     """One exchange on ``stream`` with ``impl``'s wire: the loop of ``connections._exchange``."""
-    if impl == "ours":
-        checked, wire = handwritten_wire.CheckedHeaders(), handwritten_wire.Wire()
+    checked = CheckedHeaders()
+    wire = Wire() if impl == "ours" else h11_wire.Wire()
 
-        def head() -> bytes:
-            return wire.request_head(request, TARGET, host, checked.lines(request.headers))
+    def head() -> bytes:
+        return wire.request_head(request, TARGET, host, checked.fields(request.headers))
 
-        feed = wire.feed
-    else:  # the client's
-        h11_checked, h11_wire = CheckedHeaders(), Wire()
-
-        def head() -> bytes:
-            return h11_wire.request_head(request, TARGET, host, h11_checked.fields(request.headers))
-
-        feed = h11_wire.feed
+    feed = wire.feed
 
     def exchange() -> ParsedResponse:
         stream.send(head(), request.body)
