@@ -171,6 +171,9 @@ class Spool:
     Raises:
         ConfigurationError: a bad option, or a directory that cannot be used
             (a file, not a directory, not writable), naming the path and why.
+
+    ``maps_files`` says whether records are copied into mapped files (Linux,
+    on one of ``MAPPED_FILE_SYSTEMS``) or pwritten.
     """
 
     def __init__(
