@@ -71,10 +71,12 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Final, Protocol
 
 import msgspec
+
+from ._native import speedups
 
 __all__ = [
     "FILE_HEADER",
@@ -91,12 +93,14 @@ __all__ = [
     "ScannedRecord",
     "SpoolLedger",
     "SpoolRef",
+    "WritableBuffer",
     "encode_record",
     "encode_settlement",
     "pending_records",
     "record_in_progress",
     "records_end",
     "scan_records",
+    "write_record",
 ]
 
 # The first byte is not ASCII (a text tool or a text-mode copy shows it), as in PNG's signature.
@@ -184,6 +188,44 @@ def encode_record(data: bytes, *, settled: bool = False) -> bytes:
     length_check = zlib.crc32(_LENGTH.pack(length))
     flag = SETTLED if settled else UNSETTLED
     return _RECORD_HEADER.pack(RECORD_MAGIC, flag, length, length_check, zlib.crc32(data, length_check)) + data
+
+
+class WritableBuffer(Protocol):
+    """What ``write_record`` writes into: a spool file's ``mmap``, or a ``bytearray`` in tests."""
+
+    def __len__(self) -> int: ...
+
+    def __setitem__(self, index: slice, value: bytes, /) -> None: ...
+
+
+def _write_record(buffer: WritableBuffer, offset: int, data: bytes) -> int:
+    """Write the record ``encode_record(data)`` into ``buffer`` at ``offset`` (a spool file's map).
+
+    Where the C extension is active, ``write_record`` is its version of this
+    function (the same bytes, without making the record first).
+
+    Args:
+        buffer: where to write.
+        offset: where the record starts.
+        data: the record's data (a message's JSON).
+
+    Returns:
+        The offset just after the record; or -1 when the buffer cannot hold it
+        there (nothing is written).
+
+    Raises:
+        ValueError: ``data`` is longer than ``MAX_RECORD_DATA``.
+    """
+    record = encode_record(data)
+    end = offset + len(record)
+    if offset < 0 or end > len(buffer):
+        return -1
+    buffer[offset:end] = record
+    return end
+
+
+# A record written where every append of a client with a spool writes it: in C when it can be.
+write_record: Callable[[WritableBuffer, int, bytes], int] = _write_record if speedups is None else speedups.write_record
 
 
 # A settlement record's data: this mark (no message's JSON starts with a NUL), then the offsets

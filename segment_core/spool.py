@@ -20,12 +20,14 @@ from ._spool_records import (
     ScannedRecord,
     SpoolLedger,
     SpoolRef,
+    WritableBuffer,
     encode_record,
     encode_settlement,
     pending_records,
     record_in_progress,
     records_end,
     scan_records,
+    write_record,
 )
 
 __all__ = [
@@ -43,10 +45,12 @@ __all__ = [
     "ScannedRecord",
     "SpoolLedger",
     "SpoolRef",
+    "WritableBuffer",
     "encode_record",
     "encode_settlement",
     "pending_records",
     "record_in_progress",
     "records_end",
     "scan_records",
+    "write_record",
 ]

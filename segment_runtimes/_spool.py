@@ -68,6 +68,8 @@ import msgspec
 from segment_core import ConfigurationError
 from segment_core.spool import (
     FILE_HEADER,
+    MAX_RECORD_DATA,
+    RECORD_HEADER_SIZE,
     SETTLED,
     SETTLED_FLAG_OFFSET,
     DamageKind,
@@ -78,6 +80,7 @@ from segment_core.spool import (
     encode_settlement,
     pending_records,
     records_end,
+    write_record,
 )
 
 __all__ = [
@@ -107,6 +110,7 @@ FSYNC_POLICIES: Final = ("never", "interval", "always")
 SPOOL_SUFFIX: Final = ".spool"
 _TEMPORARY_SUFFIX: Final = ".tmp"
 _SETTLED_BYTE: Final = bytes([SETTLED])
+_MAX_RECORD_SIZE: Final = RECORD_HEADER_SIZE + MAX_RECORD_DATA
 _DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 # posix_fallocate's answers from a file system that cannot reserve space: such files are pwritten.
 _CANNOT_RESERVE_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS})
@@ -250,28 +254,28 @@ class Spool:
             Where the record is, once the kernel has it; or why nothing was
             written (the spool is full or closed, the disk is full, an OS error).
         """
-        try:
-            record = encode_record(data)
-        except ValueError as error:
-            return SpoolRefusal(reason=RefusalReason.TOO_LARGE, detail=str(error))
-        size = len(record)
+        size = RECORD_HEADER_SIZE + len(data)
         with self._lock:
             current = self._current
             if (
                 current is not None
                 and (mapped := current.mapped) is not None
-                and (end := current.size + size) <= current.capacity
                 and self._ledger.bytes + size <= self.max_bytes
                 and self.fsync != "always"
+                and size <= _MAX_RECORD_SIZE
+                and (end := write_record(mapped, current.size, data)) >= 0
             ):
-                # The common case, taken as the general path below would take it: a copy into the map.
-                offset = current.size
-                mapped[offset:end] = record
+                # The common case, taken as the general path below would take it: a record written
+                # straight into the map (-1 above: no room left in it).
+                ref = SpoolRef(file=current.name, offset=current.size)
                 current.size = end
                 current.dirty = True
-                ref = SpoolRef(file=current.name, offset=offset)
                 self._ledger.add_record(ref, size)
                 return ref
+            if size > _MAX_RECORD_SIZE:
+                detail = f"a spool record holds at most {MAX_RECORD_DATA} bytes, got {len(data)}"
+                return SpoolRefusal(reason=RefusalReason.TOO_LARGE, detail=detail)
+            record = encode_record(data)
             if self._closed:
                 return SpoolRefusal(reason=RefusalReason.CLOSED, detail=str(self.directory))
             if current is not None and (

@@ -41,7 +41,9 @@ from segment_core.spool import (
     record_in_progress,
     records_end,
     scan_records,
+    write_record,
 )
+from segment_core._spool_records import _write_record
 
 RECORD_MAGIC = encode_record(b"")[:SETTLED_FLAG_OFFSET]
 
@@ -454,6 +456,72 @@ def test_the_ledger_tracks_pending_records_and_deletable_files(steps: list[tuple
             assert ledger.deletable(file) is (file in model and sealed and not pending)
             assert ledger.pending_in(file) == len(pending)
             assert ledger.size_of(file) == sizes.get(file, 0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(min_value=0, max_value=5)),
+        max_size=12,
+    ),
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "gone"]), st.integers(min_value=0, max_value=5)),
+        max_size=12,
+    ),
+)
+def test_settling_a_batch_is_settling_each_record_in_turn(
+    records: list[tuple[str, int]], batch: list[tuple[str, int]]
+) -> None:
+    def ledger_holding(records: list[tuple[str, int]]) -> SpoolLedger:
+        ledger = SpoolLedger()
+        for name in "abc":
+            ledger.add_file(name, size=8)
+        for name, offset in records:
+            ledger.add_record(SpoolRef(file=name, offset=offset), 10)
+        return ledger
+
+    refs = [SpoolRef(file=name, offset=offset) for name, offset in batch]
+    in_turn = ledger_holding(records)
+    expected: dict[str, list[int]] = {}
+    for ref in refs:
+        if in_turn.settle(ref):
+            expected.setdefault(ref.file, []).append(ref.offset)
+    at_once = ledger_holding(records)
+    settled = at_once.settle_all(iter(refs))  # any iterable
+    assert settled == expected
+    assert at_once.pending == in_turn.pending
+    assert all(at_once.pending_in(name) == in_turn.pending_in(name) for name in "abc")
+
+
+@pytest.mark.parametrize("write", [write_record, _write_record], ids=["active", "python"])
+@given(
+    data=st.binary(max_size=200),
+    size=st.integers(min_value=0, max_value=300),
+    offset=st.integers(min_value=-5, max_value=300),
+)
+def test_write_record_writes_what_encode_record_makes_or_nothing(
+    write: Callable[[bytearray, int, bytes], int], data: bytes, size: int, offset: int
+) -> None:
+    buffer = bytearray(b"\x5a" * size)
+    record = encode_record(data)
+    end = write(buffer, offset, data)
+    if 0 <= offset and offset + len(record) <= size:
+        assert end == offset + len(record)
+        assert bytes(buffer) == b"\x5a" * offset + record + b"\x5a" * (size - end)
+    else:
+        assert end == -1
+        assert bytes(buffer) == b"\x5a" * size
+
+
+@pytest.mark.parametrize("write", [write_record, _write_record], ids=["active", "python"])
+def test_write_record_refuses_data_past_the_limit_and_reads_any_bytes_like(
+    write: Callable[[bytearray, int, bytes], int],
+) -> None:
+    buffer = bytearray(MAX_RECORD_DATA + 2 * RECORD_HEADER_SIZE)
+    with pytest.raises(ValueError, match="at most"):
+        write(buffer, 0, b"x" * (MAX_RECORD_DATA + 1))
+    assert write(buffer, 0, b"x" * MAX_RECORD_DATA) == RECORD_HEADER_SIZE + MAX_RECORD_DATA
+    assert write(buffer, 0, memoryview(b"{}")) == RECORD_HEADER_SIZE + 2  # type: ignore[arg-type]
+    assert bytes(buffer[: RECORD_HEADER_SIZE + 2]) == encode_record(b"{}")
 
 
 @pytest.mark.parametrize("flag", [UNSETTLED, SETTLED])
