@@ -64,15 +64,18 @@ class AsyncClient(AsyncClientBase):
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         # The common call, checked and queued in a few steps: on the client's loop, nothing to log,
-        # send on, no spool. Anything else takes the full path, which says what is wrong.
-        if self._plain and _running_loop() is self._loop is not None and not built.dropped:
-            result = self._engine.enqueue(built.data, now=_monotonic())
-            if result is _QUIET:
-                return True, built.message
-            if result is _WAKE:
-                self._wake_worker()
-                return True, built.message
-            return self._refused(result, built.message)
+        # send on. Anything else takes the full path, which says what is wrong.
+        if _running_loop() is self._loop is not None and not built.dropped:
+            if self._plain:
+                result = self._engine.enqueue(built.data, now=_monotonic())
+                if result is _QUIET:
+                    return True, built.message
+                if result is _WAKE:
+                    self._wake_worker()
+                    return True, built.message
+                return self._refused(result, built.message)
+            if (spool := self._spool) is not None and self._settings.send:
+                return self._submit_durably(built, spool)
         return super()._submit(built)
 
     def _call_misuse(self) -> str | None:

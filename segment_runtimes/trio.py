@@ -89,15 +89,18 @@ class TrioClient(AsyncClientBase):
 
     def _submit(self, built: BuiltMessage) -> tuple[bool, dict[str, Any]]:
         # The common call, checked and queued in a few steps: run() is running on this thread,
-        # nothing to log, send on, no spool. Anything else takes the full path, which says what is wrong.
-        if self._plain and self._running and _thread_id() == self._thread and not built.dropped:
-            result = self._engine.enqueue(built.data, now=_monotonic())
-            if result is _QUIET:
-                return True, built.message
-            if result is _WAKE:
-                self._wake_worker()
-                return True, built.message
-            return self._refused(result, built.message)
+        # nothing to log, send on. Anything else takes the full path, which says what is wrong.
+        if self._running and _thread_id() == self._thread and not built.dropped:
+            if self._plain:
+                result = self._engine.enqueue(built.data, now=_monotonic())
+                if result is _QUIET:
+                    return True, built.message
+                if result is _WAKE:
+                    self._wake_worker()
+                    return True, built.message
+                return self._refused(result, built.message)
+            if (spool := self._spool) is not None and self._settings.send:
+                return self._submit_durably(built, spool)
         return super()._submit(built)
 
     def _call_misuse(self) -> str | None:
