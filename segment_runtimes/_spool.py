@@ -548,6 +548,11 @@ class Spool:
 
     def _append_settlement(self, spool_file: _SpoolFile, offsets: list[int]) -> None:
         record = encode_settlement(offsets)
+        if self._bytes_on_disk() + len(record) > self.max_bytes:
+            # At the bound: settled in place, a flag byte each, so acknowledging never takes the spool past it.
+            for offset in offsets:
+                self._write_flag(spool_file, offset)
+            return
         try:
             written = self._write(spool_file, record)
         except OSError as error:
@@ -559,6 +564,12 @@ class Spool:
         spool_file.dirty = True
         if written != len(record) and self._current is spool_file:
             self._retire(spool_file)  # a torn tail: a scan skips it; the next append starts a new file
+
+    def _bytes_on_disk(self) -> int:
+        """What the files take: their records (the books), and the current file's reserve ahead of them."""
+        current = self._current
+        reserve = 0 if current is None else max(current.capacity - current.size, 0)
+        return self._ledger.bytes + reserve
 
     def _write_flag(self, spool_file: _SpoolFile, offset: int) -> None:
         try:

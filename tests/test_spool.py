@@ -112,6 +112,16 @@ def test_appended_records_come_back_in_order_until_acknowledged(tmp_path: Path) 
     assert second.close() == 0
 
 
+def test_acknowledging_at_the_bound_settles_in_place_and_never_grows_the_spool(tmp_path: Path) -> None:
+    max_bytes = len(FILE_HEADER) + 3 * (RECORD_HEADER_SIZE + len(message(0)))  # no room for a settlement
+    with Spool(tmp_path, max_bytes=max_bytes) as spool:
+        refs = [append_ok(spool, message(n)) for n in range(3)]
+        spool.acknowledge(refs[:1])
+        assert spool.bytes_used == written_bytes(tmp_path) == max_bytes
+        assert spool.pending == 2
+    assert recover_all(tmp_path) == [message(1), message(2)]
+
+
 def test_a_missing_directory_is_created(tmp_path: Path) -> None:
     directory = tmp_path / "a" / "b" / "spool"
     with Spool(directory, max_bytes=1 << 20) as spool:
