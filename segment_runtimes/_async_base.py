@@ -100,12 +100,17 @@ class AsyncClientBase(ClientBase):
     # The spool ------------------------------------------------------------------
 
     async def _tend_spool(self, spool: SpoolLink) -> None:
-        """Read recovered records for the engine (in a thread), feed them, and fsync when due (in a thread)."""
+        """Read recovered records for the engine, feed them, delete settled files, fsync when due.
+
+        The file work (reads, unlinks, fsyncs) runs in a thread, never on the loop's.
+        """
         now = time.monotonic()
         if spool.wants_pull(now) and self._engine.state is EngineState.OPEN:
             await self._in_thread(spool.pull, now)
         if spool.backlog:
             spool.feed(self._engine, now)
+        if spool.untidy:
+            await self._in_thread(spool.tidy)
         if spool.sync_due(now):
             await self._in_thread(spool.sync, now)
 

@@ -94,7 +94,7 @@ class ClientBase(RealTimeCalls):
                     'spool_fsync="always" would fsync on the event loop\'s thread; use "interval" (the default)'
                 )
             spool = Spool(settings.spool_dir, max_bytes=settings.max_spool_bytes, fsync=settings.spool_fsync)
-            self._spool = SpoolLink(spool)
+            self._spool = SpoolLink(spool, tidy_inline=self._may_block)
         # A call with nothing but the engine to see to: send on, no spool (the calls' fast path).
         self._plain = settings.send and self._spool is None
         config = settings.engine_config(durable=self._spool is not None)

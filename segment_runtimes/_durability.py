@@ -18,7 +18,7 @@ A call writes with ``spool.append`` and files the record with ``refs[seq] = ref`
 itself (no method of this link on the caller's path: each frame counts there).
 
 Thread-safety: ``refs`` is a dict (its single operations are atomic);
-``feed`` runs with the client's lock held, ``pull`` and ``maybe_sync`` without.
+``feed`` runs with the client's lock held, ``pull``, ``tidy`` and ``sync`` without.
 """
 
 from __future__ import annotations
@@ -49,10 +49,14 @@ class SpoolLink:
 
     Args:
         spool: the client's spool (open).
+        tidy_inline: delete settled files as they are acknowledged (a thread
+            that may block); False leaves it to ``tidy``, which a worker runs
+            in a thread (an event loop's thread must not wait on an unlink).
     """
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(self, spool: Spool, *, tidy_inline: bool = True) -> None:
         self.spool = spool
+        self._tidy_inline = tidy_inline
         self.refs: dict[int, SpoolRef] = {}  # engine seq -> record
         self._backlog: deque[tuple[SpoolRef, bytes]] = deque()  # recovered, not yet in the engine
         self._recovery: Iterator[tuple[SpoolRef, bytes]] | None = None
@@ -73,7 +77,7 @@ class SpoolLink:
 
     def refused(self, ref: SpoolRef) -> None:
         """The engine refused the record's message (queue full, closed): it is not to be delivered."""
-        self.spool.acknowledge((ref,))
+        self.spool.acknowledge((ref,), tidy=self._tidy_inline)
 
     # Settlement ----------------------------------------------------------------
 
@@ -82,7 +86,7 @@ class SpoolLink:
         if isinstance(output, MessagesDelivered | MessagesFailed):
             refs = self._take(output.first_seq, len(output.messages))
             if refs:
-                self.spool.acknowledge(refs)
+                self.spool.acknowledge(refs, tidy=self._tidy_inline)
         elif isinstance(output, MessagesKept):
             self._take(output.first_seq, len(output.messages))
 
@@ -131,7 +135,7 @@ class SpoolLink:
             except Exception as exc:  # a damaged record the scan let through (over the size limit, say)
                 log.warning("a spool record cannot be sent (%s); it is dropped: %s", type(exc).__name__, ref)
                 backlog.popleft()
-                self.spool.acknowledge((ref,))
+                self.spool.acknowledge((ref,), tidy=self._tidy_inline)
                 continue
             if not isinstance(result, Enqueued):
                 break  # no room: the rest waits in the backlog
@@ -152,6 +156,15 @@ class SpoolLink:
         return len(self._backlog)
 
     # Durability --------------------------------------------------------------------
+
+    @property
+    def untidy(self) -> bool:
+        """Whether settled files wait for ``tidy`` to delete them."""
+        return self.spool.untidy
+
+    def tidy(self) -> None:
+        """Without the client's lock, never on an event loop's thread: delete the settled files."""
+        self.spool.tidy()
 
     def sync_due(self, now: float) -> bool:
         """Whether ``sync`` should run now (``spool_fsync="interval"``, at most every SYNC_INTERVAL)."""

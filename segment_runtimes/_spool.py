@@ -20,9 +20,10 @@ and short, but every thread of the process waits for it. A file that stops being
 ``segment_bytes``, or the spool closed) is unmapped and cut to its records; a
 process killed first leaves zeros after them, which the scan reads as unused
 space (an adopter appends its settlements over them). Acknowledging a batch
-of records appends one settlement record. A
-fully settled file that is no longer written is deleted, which is how space
-is freed.
+of records appends one settlement record. A fully settled file that is no
+longer written is deleted, which is how space is freed: by ``tidy``, outside
+the lock, in the acknowledging thread, or, for a client on an event loop, in
+a worker thread (an unlink of a full file takes about a millisecond).
 
 Recovery. A file whose lock can be taken has no living owner (the kernel
 drops a dead process's locks): ``recover`` takes it, keeps the lock, and
@@ -41,7 +42,8 @@ writes back what was copied into its map too (on Linux a shared map's pages
 are the file's page cache).
 
 Thread-safety: one lock guards the files and the ledger; ``append`` holds it
-for its write (and its fsync with ``"always"``), never for a scan or a sync.
+for its write (and its fsync with ``"always"``), never for a scan, a sync or
+a deletion.
 Record formats and bookkeeping are the core's (``segment_core.spool``).
 """
 
@@ -212,6 +214,7 @@ class Spool:
         self._directory_dirty = False
         self._last_sync = float("-inf")
         self._left_alone: set[str] = set()
+        self._doomed: list[_SpoolFile] = []  # settled files for tidy() to delete
         self._start_process()
         # A child of fork() must not write its parent's files; it gets its own.
         reference = weakref.ref(self)
@@ -287,6 +290,8 @@ class Spool:
                 self._retire(current)
                 current = None
             needed = size if current is not None else len(FILE_HEADER) + size
+            if self._ledger.bytes + needed > self.max_bytes and self._doomed:
+                self._delete_now()
             if self._ledger.bytes + needed > self.max_bytes:
                 detail = f"{self._ledger.bytes} of {self.max_bytes} bytes used in {self.directory}"
                 return SpoolRefusal(reason=RefusalReason.FULL, detail=detail)
@@ -314,21 +319,50 @@ class Spool:
                 current.dirty = True
             return ref
 
-    def acknowledge(self, refs: Iterable[SpoolRef]) -> None:
+    def acknowledge(self, refs: Iterable[SpoolRef], *, tidy: bool = True) -> None:
         """Mark records settled (delivered or failed for good); delete files left with nothing.
 
-        Unknown or already settled refs are ignored. A file is deleted once it
-        is fully settled and no longer written (rotated, adopted or closed);
-        otherwise one settlement record naming the settled records is appended
-        to it: one system call for the batch, not one flag write per record.
+        Unknown or already settled refs are ignored. One settlement record
+        naming the settled records is appended to each file they are in: one
+        copy or system call for the batch, not one flag write per record. A
+        file is deleted once it is fully settled and no longer written
+        (rotated, adopted or closed).
+
+        Args:
+            refs: the records.
+            tidy: delete such files now (outside the lock). False leaves it to
+                ``tidy``, for a caller on an event loop's thread: an unlink of
+                a full file takes about a millisecond.
         """
         with self._lock:
             for name, offsets in self._ledger.settle_all(refs).items():
                 spool_file = self._files[name]
-                if self._ledger.deletable(name):
-                    self._delete(spool_file)  # nothing to write in a file about to go
-                    continue
+                # Settled on disk even in a file about to go: a death before tidy() resends nothing.
                 self._append_settlement(spool_file, offsets)
+                if self._ledger.deletable(name):
+                    self._delete(spool_file)
+        if tidy:
+            self.tidy()
+
+    @property
+    def untidy(self) -> bool:
+        """Whether files left with nothing wait for ``tidy`` to delete them."""
+        return bool(self._doomed)
+
+    def tidy(self) -> None:
+        """Delete the files left with nothing since the last call: unlink, unmap, close.
+
+        File-system work, done outside the lock, so appends go on meanwhile.
+        ``bytes_used`` counts such a file until it is gone from the disk.
+        """
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        for spool_file in doomed:
+            self._remove(spool_file)
+        if doomed:
+            with self._lock:
+                for spool_file in doomed:
+                    self._ledger.forget(spool_file.name)
 
     def recover(self) -> Iterator[tuple[SpoolRef, bytes]]:
         """Adopt the files of processes that are gone and yield their unsettled records.
@@ -349,6 +383,7 @@ class Spool:
                 self._remove_abandoned(path)
                 continue
             adopted = self._adopt(path)
+            self.tidy()  # a file with nothing unsettled goes at once
             yield from adopted
 
     def maybe_sync(self, now: float) -> bool:
@@ -406,10 +441,11 @@ class Spool:
         if self._pid == os.getpid():
             return
         self._lock = threading.Lock()  # another thread may have held it at the fork
-        for spool_file in self._files.values():
+        for spool_file in [*self._files.values(), *self._doomed]:
             _unmap(spool_file)  # the child's view only: the parent's map stays
             _close_quietly(spool_file.fd)
         self._files = {}
+        self._doomed = []  # the parent's to delete
         self._ledger = SpoolLedger()
         self._current = None
         self._directory_dirty = False
@@ -438,7 +474,8 @@ class Spool:
                     self._files.pop(spool_file.name)
                     self._ledger.forget(spool_file.name)
                     _close_quietly(spool_file.fd)  # releases the lock
-            return left
+        self.tidy()
+        return left
 
     def __enter__(self) -> Spool:
         return self
@@ -490,15 +527,26 @@ class Spool:
                 log.warning("spool: cannot cut %s to its records: %s", self.directory / spool_file.name, error)
 
     def _delete(self, spool_file: _SpoolFile) -> None:
+        """Written no more; deleted at the next ``tidy`` (outside the lock)."""
+        self._doomed.append(spool_file)
+        self._files.pop(spool_file.name, None)
+        if self._current is spool_file:
+            self._current = None
+
+    def _delete_now(self) -> None:
+        """Delete what waits for ``tidy`` here, under the lock: an append near the bound wants the space."""
+        for spool_file in self._doomed:
+            self._remove(spool_file)
+            self._ledger.forget(spool_file.name)
+        self._doomed = []
+
+    def _remove(self, spool_file: _SpoolFile) -> None:
+        """Unlink, unmap and close a deleted file (with or without the lock: no one else has it)."""
         # Unlink before closing: a process that opened the file meanwhile gets the
         # lock only after the close, then sees the name gone and leaves it.
         _unlink_quietly(self.directory / spool_file.name)
         _unmap(spool_file)  # the map holds a duplicate of the descriptor, hence the lock
         _close_quietly(spool_file.fd)
-        self._files.pop(spool_file.name, None)
-        self._ledger.forget(spool_file.name)
-        if self._current is spool_file:
-            self._current = None
 
     def _write(self, spool_file: _SpoolFile, data: bytes) -> int:
         """Append ``data`` at the file's end: a copy into its map, or a pwrite. Raises OSError.

@@ -449,15 +449,17 @@ class Client(ClientBase):
                     self._work_ready.wait(_AFTER_A_BUG)
 
     def _tend(self, spool: SpoolLink) -> None:
-        """Outside the lock: read recovered records for the engine, and fsync the spool when due."""
+        """Outside the lock: read recovered records for the engine, delete settled files, fsync when due."""
         now = time.monotonic()
         if spool.wants_pull(now) and self._engine.state is EngineState.OPEN:
             spool.pull(now)
+        if spool.untidy:  # a file rotated away with nothing unsettled
+            spool.tidy()
         if spool.sync_due(now):
             spool.sync(now)
 
     def _spool_needs_tending(self, spool: SpoolLink, now: float) -> bool:
-        return spool.sync_due(now) or (spool.wants_pull(now) and self._engine.state is EngineState.OPEN)
+        return spool.untidy or spool.sync_due(now) or (spool.wants_pull(now) and self._engine.state is EngineState.OPEN)
 
     def _finished(self) -> bool:
         with self._lock:

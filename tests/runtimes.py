@@ -25,6 +25,8 @@ __all__ = ["RUNTIMES", "Handle", "Runtime", "run_scenario"]
 
 
 class Handle(Protocol):
+    client: Any  # the runtime's client itself
+
     def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]: ...
 
     async def flush(self, timeout: float | None = None) -> bool: ...

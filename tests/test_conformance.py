@@ -239,7 +239,7 @@ def test_secrets_never_logged(runtime: Runtime, collector: Collector, caplog: py
                 client.call("track", "user", "Logged", {"n": index})
             await client.flush(10)
             # The client's own repr (not the test wrapper's): it says what it is, and holds no secret.
-            real = client.client  # type: ignore[attr-defined]
+            real = client.client
             text = repr(real)
             assert "object at 0x" not in text  # not the default repr
             assert type(real).__name__ in text

@@ -17,14 +17,18 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from segment_runtimes import _spool as spool_module
 from segment_runtimes.collector import Collector, Faults
 from segment_runtimes.threaded import Client
 
+from .runtimes import RUNTIMES as RUNTIME_HANDLES
+from .runtimes import Runtime, run_scenario
 from .test_conformance import closed_port
 
 RUNTIMES = ["threaded", "asyncio", "trio"]
@@ -154,6 +158,36 @@ def test_the_spool_bound_refuses_loudly_and_never_blocks(tmp_path: Path, caplog:
         assert sum(path.stat().st_size for path in tmp_path.glob("*.spool")) <= 20_000
     finally:
         client.shutdown(0.2)
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_HANDLES, ids=lambda runtime: runtime.name)
+def test_settled_files_are_deleted_by_the_worker_never_on_the_callers_thread(
+    runtime: Runtime, tmp_path: Path, collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unlinked_on: list[int] = []
+    unlink = spool_module._unlink_quietly
+
+    def recording_unlink(path: Path) -> None:
+        if path.suffix == spool_module.SPOOL_SUFFIX:  # not the directory's probe at construction
+            unlinked_on.append(threading.get_ident())
+        unlink(path)
+
+    monkeypatch.setattr(spool_module, "_unlink_quietly", recording_unlink)
+
+    async def scenario(runtime: Runtime) -> None:
+        async with runtime.open("durable-key", host=collector.url, spool_dir=tmp_path, upload_size=10) as handle:
+            handle.client._spool.spool.segment_bytes = 4096  # a few records a file: files rotate, then settle
+            for index in range(60):
+                assert handle.call("track", "user-1", "Rotating", {"index": index})[0]
+            assert await handle.flush(30)
+            assert await handle.flush(30)  # one more turn of the worker: it deletes what the first settled
+            assert len(list(tmp_path.glob("*.spool"))) <= 1  # the file being written, at most
+            assert unlinked_on, "no settled file was deleted"
+            assert threading.get_ident() not in unlinked_on
+
+    run_scenario(runtime, scenario)
+    assert collector.count(unique=True) == 60
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_forked_child_writes_its_own_files(tmp_path: Path, collector: Collector) -> None:

@@ -46,7 +46,7 @@ def test_plugins_context_and_hooks_in_every_runtime(
 
     async def scenario(runtime: Runtime) -> None:
         async with runtime.open(WRITE_KEY, host=collector.url, on_success=on_success) as handle:
-            client = handle.client  # type: ignore[attr-defined]
+            client = handle.client
             client.add_plugin(tag)
             client.add_plugin(broken)
             client.add_plugin(lambda m: {"context": {"app": {"name": "shop"}}}, kind="enrichment")

@@ -36,6 +36,7 @@ from segment_core.spool import (
     RecordDamage,
     ScannedRecord,
     encode_record,
+    encode_settlement,
     pending_records,
     records_end,
     scan_records,
@@ -112,6 +113,26 @@ def test_appended_records_come_back_in_order_until_acknowledged(tmp_path: Path) 
     assert second.close() == 0
 
 
+def rotated_and_settled(spool: Spool, directory: Path) -> Path:
+    """Fill the first file of a spool with 3-record segments, rotate it away, settle it without tidying."""
+    refs = [append_ok(spool, message(n)) for n in range(4)]
+    first = directory / refs[0].file
+    spool.acknowledge(refs[:3], tidy=False)
+    return first
+
+
+def test_a_settled_file_left_for_tidy_stays_counted_until_it_is_gone(tmp_path: Path) -> None:
+    record_size = RECORD_HEADER_SIZE + len(message(0))
+    with Spool(tmp_path, max_bytes=1 << 20, segment_bytes=len(FILE_HEADER) + 3 * record_size) as spool:
+        first = rotated_and_settled(spool, tmp_path)
+        assert (first.exists(), spool.untidy) == (True, True)
+        assert spool.bytes_used == written_bytes(tmp_path)  # the disk and the books agree meanwhile
+        spool.tidy()
+        assert (first.exists(), spool.untidy) == (False, False)
+        assert spool.bytes_used == written_bytes(tmp_path)
+        assert spool.pending == 1
+
+
 def test_acknowledging_at_the_bound_settles_in_place_and_never_grows_the_spool(tmp_path: Path) -> None:
     max_bytes = len(FILE_HEADER) + 3 * (RECORD_HEADER_SIZE + len(message(0)))  # no room for a settlement
     with Spool(tmp_path, max_bytes=max_bytes) as spool:
@@ -120,6 +141,38 @@ def test_acknowledging_at_the_bound_settles_in_place_and_never_grows_the_spool(t
         assert spool.bytes_used == written_bytes(tmp_path) == max_bytes
         assert spool.pending == 2
     assert recover_all(tmp_path) == [message(1), message(2)]
+
+
+def test_an_append_that_needs_the_space_of_a_file_left_for_tidy_deletes_it(tmp_path: Path) -> None:
+    record_size = RECORD_HEADER_SIZE + len(message(0))
+    one_file = len(FILE_HEADER) + 3 * record_size
+    max_bytes = 2 * one_file + len(encode_settlement([0, 0, 0]))  # two full files, the first one settled
+    with Spool(tmp_path, max_bytes=max_bytes, segment_bytes=one_file) as spool:
+        first = rotated_and_settled(spool, tmp_path)
+        append_ok(spool, message(4))
+        append_ok(spool, message(5))
+        assert first.exists()
+        assert spool.bytes_used == max_bytes
+        append_ok(spool, message(6))  # a third file: only with the first one's space
+        assert not first.exists()
+        assert not spool.untidy
+        assert spool.bytes_used == written_bytes(tmp_path) <= max_bytes
+
+
+def test_a_forked_child_leaves_its_parents_settled_files_alone(tmp_path: Path) -> None:
+    record_size = RECORD_HEADER_SIZE + len(message(0))
+    with Spool(tmp_path, max_bytes=1 << 20, segment_bytes=len(FILE_HEADER) + 3 * record_size) as spool:
+        first = rotated_and_settled(spool, tmp_path)
+        pid = os.fork()
+        if pid == 0:  # the child: its spool forgot the parent's files, and tidies nothing of them
+            spool.tidy()
+            os._exit(0 if first.exists() and not spool.untidy else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert first.exists()
+        assert spool.untidy
+        spool.tidy()
+        assert not first.exists()
 
 
 def test_a_missing_directory_is_created(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from segment_core._spool_records import _write_record
 from segment_core.spool import (
     FILE_HEADER,
     FILE_HEADER_SIZE,
@@ -43,7 +44,6 @@ from segment_core.spool import (
     scan_records,
     write_record,
 )
-from segment_core._spool_records import _write_record
 
 RECORD_MAGIC = encode_record(b"")[:SETTLED_FLAG_OFFSET]
 
@@ -504,7 +504,7 @@ def test_write_record_writes_what_encode_record_makes_or_nothing(
     buffer = bytearray(b"\x5a" * size)
     record = encode_record(data)
     end = write(buffer, offset, data)
-    if 0 <= offset and offset + len(record) <= size:
+    if offset >= 0 and offset + len(record) <= size:
         assert end == offset + len(record)
         assert bytes(buffer) == b"\x5a" * offset + record + b"\x5a" * (size - end)
     else:
