@@ -29,7 +29,8 @@
  * about a third of a call.
  *
  * write_record: a spool record (_spool_records.encode_record) written straight into a spool
- * file's map, for every call of a client with a spool: no record object made, then copied.
+ * file's map, for every call of a client with a spool: no record object made, then copied, and
+ * its CRC-32 computed by folding with carry-less multiplication where the CPU has it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -88,7 +89,7 @@ typedef struct {
      * a dict of them all, each None, to copy. */
     PyObject *returned_track_keys[RETURNED_TRACK_KEYS];
     PyObject *returned_track_template;
-    PyObject *zlib_crc32;          /* zlib.crc32: the spool record's checksum, computed by zlib */
+    PyObject *zlib_crc32;          /* zlib.crc32: the spool record's checksum where the CPU cannot fold it */
 } SpeedupsState;
 
 /* Every PyObject * of the state, for traverse and clear. */
@@ -1185,19 +1186,145 @@ configure(PyObject *module, PyObject *args)
 #define RECORD_HEADER_SIZE 17
 #define MAX_RECORD_DATA (1 << 20)
 
-/* CRC-32 (zlib's) of a few bytes, bit by bit: for the 4-byte length field only, where calling
- * zlib.crc32 would cost a bytes object and a call. The data's checksum is zlib's. */
-static uint32_t
-crc32_of_few(const unsigned char *bytes, size_t count)
+/* CRC-32, zlib's (reflected polynomial 0xEDB88320), of the record's data: the one part of a spool
+ * append that grows with the message. zlib 1.2's crc32 runs at about 2.4 bytes per ns here, 0.4 µs
+ * for a 600-byte message; carry-less multiplication (PCLMULQDQ, x86-64 since 2010) folds 64 bytes
+ * per step, after Gopal et al., "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
+ * Instruction" (Intel, 2009), with its constants for this polynomial. Elsewhere, or on a CPU
+ * without it, zlib.crc32 is called. tests/test_spool_records.py compares the results with zlib's. */
+
+static uint32_t crc32_table[256];
+
+static void
+crc32_table_init(void)
 {
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < count; i++) {
-        crc ^= bytes[i];
+    for (uint32_t byte = 0; byte < 256; byte++) {
+        uint32_t crc = byte;
         for (int bit = 0; bit < 8; bit++) {
             crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
         }
+        crc32_table[byte] = crc;
     }
-    return crc ^ 0xFFFFFFFFu;
+}
+
+/* The running (inverted) CRC state after `count` more bytes, a byte at a time. */
+static uint32_t
+crc32_bytes(uint32_t state, const unsigned char *bytes, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        state = crc32_table[(state ^ bytes[i]) & 0xFF] ^ (state >> 8);
+    }
+    return state;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_CLMUL_CRC32 1
+
+/* The running CRC state after `count` bytes, count >= 64 and a multiple of 16. */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t
+crc32_clmul(uint32_t state, const unsigned char *bytes, size_t count)
+{
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i low32 = _mm_setr_epi32(~0, 0, ~0, 0);
+
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(bytes + 0x00));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(bytes + 0x10));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(bytes + 0x20));
+    __m128i x4 = _mm_loadu_si128((const __m128i *)(bytes + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)state));
+    bytes += 64;
+    count -= 64;
+
+    /* Four lanes of 128 bits, each folded 512 bits forward per step. */
+    while (count >= 64) {
+        __m128i x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
+        __m128i x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        __m128i x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
+        __m128i x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(bytes + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(bytes + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(bytes + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(bytes + 0x30)));
+        bytes += 64;
+        count -= 64;
+    }
+
+    /* The four lanes folded into one, then 128 bits at a time. */
+    __m128i folded = x1;
+    __m128i lanes[3] = {x2, x3, x4};
+    for (int i = 0; i < 3; i++) {
+        __m128i low = _mm_clmulepi64_si128(folded, k3k4, 0x00);
+        folded = _mm_clmulepi64_si128(folded, k3k4, 0x11);
+        folded = _mm_xor_si128(_mm_xor_si128(folded, lanes[i]), low);
+    }
+    while (count >= 16) {
+        __m128i low = _mm_clmulepi64_si128(folded, k3k4, 0x00);
+        folded = _mm_clmulepi64_si128(folded, k3k4, 0x11);
+        folded = _mm_xor_si128(_mm_xor_si128(folded, _mm_loadu_si128((const __m128i *)bytes)), low);
+        bytes += 16;
+        count -= 16;
+    }
+
+    /* 128 bits to 64, then Barrett reduction to 32. */
+    __m128i x = _mm_xor_si128(_mm_srli_si128(folded, 8), _mm_clmulepi64_si128(folded, k3k4, 0x10));
+    x = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(x, low32), k5k0, 0x00), _mm_srli_si128(x, 4));
+    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x, low32), poly, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, low32), poly, 0x00);
+    return (uint32_t)_mm_extract_epi32(_mm_xor_si128(x, t), 1);
+}
+#endif
+
+/* Whether crc32_clmul may run: checked once, at import. */
+static int crc32_clmul_usable = 0;
+
+static void
+crc32_init(void)
+{
+    crc32_table_init();
+#ifdef HAVE_CLMUL_CRC32
+    __builtin_cpu_init();
+    crc32_clmul_usable = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
+}
+
+/* zlib.crc32(bytes, seed) in C; -1 (an exception set) only where zlib had to be called and failed. */
+static int64_t
+crc32_of(SpeedupsState *state, PyObject *data_object, const unsigned char *bytes, size_t count, uint32_t seed)
+{
+    uint32_t running = ~seed;
+#ifdef HAVE_CLMUL_CRC32
+    if (crc32_clmul_usable) {
+        size_t folded = count >= 64 ? count & ~(size_t)15 : 0;
+        if (folded) {
+            running = crc32_clmul(running, bytes, folded);
+        }
+        return (int64_t)(uint32_t)~crc32_bytes(running, bytes + folded, count - folded);
+    }
+#endif
+    if (count < 64) {
+        return (int64_t)(uint32_t)~crc32_bytes(running, bytes, count);
+    }
+    PyObject *seed_object = PyLong_FromUnsignedLong(seed);
+    if (seed_object == NULL) {
+        return -1;
+    }
+    PyObject *crc_args[2] = {data_object, seed_object};
+    PyObject *checksum = PyObject_Vectorcall(state->zlib_crc32, crc_args, 2, NULL);
+    Py_DECREF(seed_object);
+    if (checksum == NULL) {
+        return -1;
+    }
+    uint32_t value = (uint32_t)PyLong_AsUnsignedLong(checksum);
+    Py_DECREF(checksum);
+    return PyErr_Occurred() ? -1 : (int64_t)value;
 }
 
 static void
@@ -1240,20 +1367,9 @@ write_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     unsigned char length_field[4];
     put_le32(length_field, (uint32_t)data.len);
-    uint32_t length_check = crc32_of_few(length_field, sizeof length_field);
-    PyObject *seed = PyLong_FromUnsignedLong(length_check);
-    if (seed == NULL) {
-        goto done;
-    }
-    PyObject *crc_args[2] = {args[2], seed};
-    PyObject *checksum_object = PyObject_Vectorcall(module_state(module)->zlib_crc32, crc_args, 2, NULL);
-    Py_DECREF(seed);
-    if (checksum_object == NULL) {
-        goto done;
-    }
-    uint32_t checksum = (uint32_t)PyLong_AsUnsignedLong(checksum_object);
-    Py_DECREF(checksum_object);
-    if (PyErr_Occurred()) {
+    uint32_t length_check = ~crc32_bytes(0xFFFFFFFFu, length_field, sizeof length_field);
+    int64_t checksum = crc32_of(module_state(module), args[2], data.buf, (size_t)data.len, length_check);
+    if (checksum < 0) {
         goto done;
     }
     unsigned char *at = (unsigned char *)target.buf + offset;
@@ -1261,7 +1377,7 @@ write_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     at[4] = 0x00; /* UNSETTLED */
     memcpy(at + 5, length_field, 4);
     put_le32(at + 9, length_check);
-    put_le32(at + 13, checksum);
+    put_le32(at + 13, (uint32_t)checksum);
     memcpy(at + RECORD_HEADER_SIZE, data.buf, (size_t)data.len);
     result = PyLong_FromSsize_t(offset + RECORD_HEADER_SIZE + data.len);
 done:
@@ -1305,6 +1421,7 @@ static int
 speedups_exec(PyObject *module)
 {
     SpeedupsState *state = module_state(module);
+    crc32_init();
     PyDateTime_IMPORT; /* the datetime C API: a capsule of the datetime module, shared by the process */
     if (PyDateTimeAPI == NULL) {
         return -1;

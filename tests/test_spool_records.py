@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import struct
 import zlib
 from collections.abc import Callable
@@ -510,6 +511,18 @@ def test_write_record_writes_what_encode_record_makes_or_nothing(
     else:
         assert end == -1
         assert bytes(buffer) == b"\x5a" * size
+
+
+def test_write_record_checksums_every_length_as_zlib_does() -> None:
+    # The C path folds 64 and 16 bytes at a time and finishes byte by byte: every length up to a few
+    # folds, and some far past them, against encode_record (zlib.crc32).
+    noise = random.Random(18)
+    lengths = [*range(300), 1023, 1024, 1025, 4095, 4096, 65_551, MAX_RECORD_DATA]
+    for length in lengths:
+        data = noise.randbytes(length)
+        buffer = bytearray(RECORD_HEADER_SIZE + length)
+        assert write_record(buffer, 0, data) == len(buffer)
+        assert bytes(buffer) == encode_record(data), length
 
 
 @pytest.mark.parametrize("write", [write_record, _write_record], ids=["active", "python"])
