@@ -124,7 +124,7 @@ MAX_RECORD_DATA: Final = 1 << 20
 _LENGTH: Final = struct.Struct("<I")
 
 
-class SpoolRef(msgspec.Struct, frozen=True, kw_only=True):
+class SpoolRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Where one record lives: its file's name (in the spool directory) and its offset in that file."""
 
     file: str

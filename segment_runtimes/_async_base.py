@@ -149,15 +149,17 @@ class AsyncClientBase(ClientBase):
 
     def _submit_durably(self, built: BuiltMessage, spool: SpoolLink) -> tuple[bool, dict[str, Any]]:
         """With a spool: True only once the message is in a spool file (a write, never an fsync here)."""
-        ref = spool.spool.append(built.data)  # the link's own method would be one more frame per call
-        if not isinstance(ref, SpoolRef):
+        data = built.data
+        ref = spool.spool.append(data)  # the link's own method would be one more frame per call
+        if type(ref) is not SpoolRef:
             self._engine.record_refused()
             self._reporter.spool_refused(ref)
             return False, built.message
-        result = self._engine.enqueue(built.data, now=time.monotonic())
-        if isinstance(result, DeliveryError):
+        result = self._engine.enqueue(data, now=time.monotonic())
+        if result is not _QUIET and result is not _WAKE:  # refused: identity tests keep isinstance off the common path
             spool.refused(ref)
-            self._reporter.refused(result)
+            if isinstance(result, DeliveryError):
+                self._reporter.refused(result)
             return False, built.message
         spool.refs[self._engine.last_seq] = ref
         if result is _WAKE:

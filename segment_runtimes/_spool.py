@@ -265,7 +265,6 @@ class Spool:
                 current is not None
                 and (mapped := current.mapped) is not None
                 and self._ledger.bytes + size <= self.max_bytes
-                and self.fsync != "always"
                 and size <= _MAX_RECORD_SIZE
                 and (end := write_record(mapped, current.size, data)) >= 0
             ):
@@ -505,7 +504,9 @@ class Spool:
             _unlink_quietly(temporary)
             _close_quietly(fd)
             raise
-        spool_file = _SpoolFile(name, fd, len(FILE_HEADER), mappable=self.maps_files)
+        # With "always" every record is fsynced anyway: a map saves nothing, and the fast path needs no check.
+        mappable = self.maps_files and self.fsync != "always"
+        spool_file = _SpoolFile(name, fd, len(FILE_HEADER), mappable=mappable)
         self._files[name] = spool_file
         self._ledger.add_file(name, size=spool_file.size)
         self._directory_dirty = True
