@@ -14,9 +14,11 @@ a refusal (ENOSPC) when the reserve grows, never a SIGBUS when a page is
 touched; that needs a file system whose write faults allocate nothing over
 reserved space (``MAPPED_FILE_SYSTEMS``: ext4, xfs, tmpfs, on Linux).
 Elsewhere, or where space cannot be reserved or files mapped, records are
-appended with ``os.pwrite``. The copy keeps the GIL even when it faults a
-page in (a page's first write, and its first write after each fsync): rare
-and short, but every thread of the process waits for it. A file that stops being written (rotated at
+appended with ``os.pwrite``. A reserve's pages are faulted in together as it
+is made (``MADV_POPULATE_WRITE``), not one at a time by the appends; the
+copy keeps the GIL when it still faults a page in (its first write after an
+fsync wrote it back): rare and short, but every thread of the process waits
+for it. A file that stops being written (rotated at
 ``segment_bytes``, or the spool closed) is unmapped and cut to its records; a
 process killed first leaves zeros after them, which the scan reads as unused
 space (an adopter appends its settlements over them). Acknowledging a batch
