@@ -513,6 +513,21 @@ def test_write_record_writes_what_encode_record_makes_or_nothing(
         assert bytes(buffer) == b"\x5a" * size
 
 
+@pytest.mark.parametrize("write", [write_record, _write_record], ids=["active", "python"])
+@pytest.mark.parametrize("offset", [0, 7])
+def test_write_record_fills_the_buffer_to_its_last_byte(
+    write: Callable[[bytearray, int, bytes], int], offset: int
+) -> None:
+    # A record that ends exactly at the end of the map fits; one byte less and nothing is written.
+    record = encode_record(b'{"n":1}')
+    exact = bytearray(offset + len(record))
+    assert write(exact, offset, b'{"n":1}') == len(exact)
+    assert bytes(exact[offset:]) == record
+    short = bytearray(offset + len(record) - 1)
+    assert write(short, offset, b'{"n":1}') == -1
+    assert bytes(short) == bytes(len(short))
+
+
 def test_write_record_checksums_every_length_as_zlib_does() -> None:
     # The C path folds 64 and 16 bytes at a time and finishes byte by byte: every length up to a few
     # folds, and some far past them, against encode_record (zlib.crc32).
