@@ -1,7 +1,7 @@
-"""The one thing pyproject.toml cannot say: the optional C speedup of the cleaner.
+"""The one thing pyproject.toml cannot say: the optional C extension of the caller's hot path.
 
 ``optional=True``: where it cannot be compiled, the install still succeeds and
-segment_core uses the pure-Python cleaner, which gives the same results.
+segment_core runs the Python code, which gives the same results.
 """
 
 from setuptools import Extension, setup

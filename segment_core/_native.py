@@ -2,7 +2,8 @@
 
 ``segment_core._speedups`` (built from ``_speedups.c`` by setup.py where a C
 compiler is available) runs the caller's hot path in C: the cleaner's common
-case, the plain ``track`` call, message ids, timestamps and the engine's queue.
+case, the plain ``track`` call, message ids, timestamps, the engine's queue
+and the spool's record writer (``write_record``).
 Every module that uses it takes it from here, so the rule for when it is used
 is written once: it is used when it was built and ``SEGMENT_SANSIO_PURE`` is
 unset, empty or ``"0"``. Otherwise the Python code does every step, with the

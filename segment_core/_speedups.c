@@ -1517,7 +1517,8 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "segment_core._speedups",
-    .m_doc = "The caller's hot path in C (see _value_cleaning.py and _message_builder.py for the rules).",
+    .m_doc = "The caller's hot path in C (see _value_cleaning.py, _message_builder.py and _spool_records.py "
+             "for the rules).",
     .m_size = sizeof(SpeedupsState),
     .m_methods = speedups_methods,
     .m_slots = speedups_slots,

@@ -237,8 +237,8 @@ _OFFSET: Final = struct.Struct("<I")
 def encode_settlement(offsets: Sequence[int]) -> bytes:
     """A settled record that settles the records at ``offsets`` of the file it is appended to.
 
-    Acknowledging a batch is then one append (one system call) instead of one
-    in-place flag write per record. It is checksummed like any record: a damaged
+    Acknowledging a batch is then one append (a copy into the file's map, or
+    one system call) instead of one in-place flag write per record. It is checksummed like any record: a damaged
     one settles nothing, so its records are delivered again, never lost.
     """
     data = SETTLEMENT_MARK + struct.pack(f"<{len(offsets)}I", *offsets)

@@ -1,7 +1,7 @@
 """A client's side of the disk spool: which engine message is which spool record.
 
 With ``spool_dir`` set, a call writes its message to the spool (``Spool.append``,
-a copy into a mapped file: it survives the death of the process) before the engine takes
+a copy into a mapped file, or one pwrite: it survives the death of the process) before the engine takes
 it, and returns True only then. The engine numbers what it accepts; this link
 remembers each number's record, acknowledges it once the engine says the
 message settled (delivered, or failed for good), and leaves it on disk when the

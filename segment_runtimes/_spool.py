@@ -813,9 +813,9 @@ def file_system_type(directory: str | os.PathLike[str]) -> str | None:
             for line in mounts:
                 # "id parent major:minor root mount-point options [tags] - type source options"
                 head, separator, tail = line.partition(" - ")
-                fields = head.split()
-                if separator and len(fields) > 2 and fields[2] == wanted and tail.split():
-                    return tail.split()[0]
+                fields, kind = head.split(), tail.split()
+                if separator and len(fields) > 2 and fields[2] == wanted and kind:
+                    return kind[0]
     except OSError:
         pass
     return None
